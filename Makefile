@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+# Everything else here serves them; `make help` lists the targets.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint format check migrate seed clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.txt common/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements/test.txt -c requirements/constraints.txt -e ./common
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create the virtual environment and install the pinned packages
+
+run: venv ## Start every service on the embedded defaults (SQLite, filesystem broker)
+	bash scripts/run.sh
+
+test: venv ## Lint, then every test suite on PostgreSQL and RabbitMQ
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/run_tests.py
+
+lint: venv ## ruff check and format check only
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: venv ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+check: venv ## manage.py check for every service
+	for s in catalog users orders gateway; do (cd $${s}_svc && ../$(BIN)/python manage.py check) || exit 1; done
+
+migrate: venv ## Migrate every service's database
+	for s in catalog users orders gateway; do (cd $${s}_svc && ../$(BIN)/python manage.py migrate --noinput -v 0) || exit 1; done
+
+seed: migrate ## Load the demo catalog
+	cd catalog_svc && ../$(BIN)/python manage.py seed_catalog
+
+clean: ## Remove local databases, broker folders and test results (keeps the venv)
+	rm -rf var/

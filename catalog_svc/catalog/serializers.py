@@ -1,0 +1,92 @@
+"""Shapes of the catalog API (see API.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from catalog.models import Category, Product
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Category
+        fields = ["id", "name", "slug", "parent"]
+        extra_kwargs = {"slug": {"required": False}}
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    """A product as clients read it."""
+
+    stock_available = serializers.IntegerField(read_only=True)
+    sold = serializers.IntegerField(source="sold_count", read_only=True)
+
+    class Meta:
+        model = Product
+        fields = [
+            "id",
+            "sku",
+            "name",
+            "slug",
+            "description",
+            "price",
+            "currency",
+            "category",
+            "active",
+            "stock_available",
+            "sold",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class ProductWriteSerializer(serializers.ModelSerializer):
+    """What staff send to create or change a product."""
+
+    price = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        error_messages={"min_value": "Price must be greater than zero."},
+    )
+    on_hand = serializers.IntegerField(
+        min_value=0,
+        required=False,
+        default=0,
+        write_only=True,
+        help_text="Units on hand when the product is created.",
+    )
+
+    class Meta:
+        model = Product
+        fields = ["sku", "name", "slug", "description", "price", "category", "active", "on_hand"]
+        extra_kwargs = {"slug": {"required": False}}
+
+
+class ProductUpdateSerializer(ProductWriteSerializer):
+    """PATCH: stock changes go through the stock endpoint, not here."""
+
+    on_hand = None
+
+    class Meta(ProductWriteSerializer.Meta):
+        fields = ["sku", "name", "slug", "description", "price", "category", "active"]
+
+
+class StockAdjustSerializer(serializers.Serializer):
+    delta = serializers.IntegerField(
+        help_text="Units received (positive) or written off (negative)."
+    )
+
+    def validate_delta(self, value: int) -> int:
+        if value == 0:
+            raise serializers.ValidationError("Must not be zero.")
+        return value
+
+
+class StockSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField()
+    on_hand = serializers.IntegerField()
+    reserved = serializers.IntegerField()
+    available = serializers.IntegerField()

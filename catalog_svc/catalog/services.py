@@ -1,0 +1,267 @@
+"""Writes of the catalog: products, stock, and the stock reservations the order saga drives."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog.errors import (
+    InvalidReservation,
+    InvalidStockAdjustment,
+    ReservationNotFound,
+    ReservationStateConflict,
+)
+from catalog.models import Category, Product, Stock, StockReservation, StockReservationLine
+from catalog.selectors import reservation_get
+
+State = StockReservation.State
+
+PRODUCT_UPDATABLE_FIELDS = frozenset(
+    {"sku", "name", "slug", "description", "price", "active", "category"}
+)
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    """One line of a reservation command: how many units of which product."""
+
+    product_id: int
+    quantity: int
+
+
+def _unique_slug(
+    model: type[Product] | type[Category], base: str, *, exclude_pk: Any = None
+) -> str:
+    slug = slugify(base)[:200] or "item"
+    candidate, n = slug, 2
+    while model.objects.filter(slug=candidate).exclude(pk=exclude_pk).exists():
+        candidate, n = f"{slug}-{n}", n + 1
+    return candidate
+
+
+@transaction.atomic
+def category_create(*, name: str, slug: str = "", parent: Category | None = None) -> Category:
+    return Category.objects.create(
+        name=name, slug=slug or _unique_slug(Category, name), parent=parent
+    )
+
+
+@transaction.atomic
+def product_create(
+    *,
+    sku: str,
+    name: str,
+    price: Decimal,
+    category: Category,
+    description: str = "",
+    slug: str = "",
+    active: bool = True,
+    on_hand: int = 0,
+) -> Product:
+    """A new product and its stock row, in one transaction."""
+    if on_hand < 0:
+        raise InvalidStockAdjustment(
+            "Stock on hand cannot be negative.", errors={"on_hand": ["Must be 0 or more."]}
+        )
+    product = Product.objects.create(
+        sku=sku,
+        name=name,
+        slug=slug or _unique_slug(Product, f"{name}-{sku}"),
+        description=description,
+        price=price,
+        active=active,
+        category=category,
+    )
+    Stock.objects.create(product=product, on_hand=on_hand)
+    return product
+
+
+@transaction.atomic
+def product_update(*, product: Product, data: dict[str, Any]) -> Product:
+    unknown = set(data) - PRODUCT_UPDATABLE_FIELDS
+    if unknown:
+        raise ValueError(f"Fields not updatable: {sorted(unknown)}")
+    for field, value in data.items():
+        setattr(product, field, value)
+    product.save(update_fields=[*data, "updated_at"])
+    return product
+
+
+@transaction.atomic
+def product_retire(*, product: Product) -> Product:
+    """Take a product off sale. Orders keep referring to it, so it is never deleted."""
+    return product_update(product=product, data={"active": False})
+
+
+def _locked_stock(product_id: int) -> Stock:
+    stock, _ = Stock.objects.get_or_create(product_id=product_id)
+    return Stock.objects.select_for_update().get(pk=stock.pk)
+
+
+@transaction.atomic
+def stock_adjust(*, product: Product, delta: int) -> Stock:
+    """Receive (positive delta) or write off (negative) units on hand.
+
+    Units held for orders stay untouchable: on hand never drops below reserved.
+    """
+    stock = _locked_stock(product.pk)
+    new_on_hand = stock.on_hand + delta
+    if new_on_hand < stock.reserved:
+        raise InvalidStockAdjustment(
+            f"Stock on hand would be {new_on_hand}, below the {stock.reserved} units "
+            "reserved for orders.",
+            errors={"delta": [f"Must be at least {stock.reserved - stock.on_hand}."]},
+        )
+    stock.on_hand = new_on_hand
+    stock.save(update_fields=["on_hand", "updated_at"])
+    return stock
+
+
+def _merged_quantities(lines: Iterable[LineRequest]) -> dict[int, int]:
+    """Quantity per product, with repeated products summed; bad lines are refused."""
+    wanted: dict[int, int] = {}
+    for line in lines:
+        if line.quantity <= 0:
+            raise InvalidReservation(
+                f"Quantity for product {line.product_id} must be positive, not {line.quantity}."
+            )
+        wanted[line.product_id] = wanted.get(line.product_id, 0) + line.quantity
+    if not wanted:
+        raise InvalidReservation("A reservation needs at least one line.")
+    return wanted
+
+
+def _refuse(order_id: UUID, reason: str, product_ids: Iterable[int]) -> StockReservation:
+    return StockReservation.objects.create(
+        order_id=order_id,
+        state=State.REFUSED,
+        reason=reason,
+        refused_product_ids=sorted(product_ids),
+    )
+
+
+def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
+    products = Product.objects.in_bulk(list(wanted))
+    if missing := wanted.keys() - products.keys():
+        return _refuse(order_id, "product_not_found", missing)
+    if inactive := {pid for pid, product in products.items() if not product.active}:
+        return _refuse(order_id, "product_inactive", inactive)
+
+    # Rows are locked in product order so two orders never wait on each other crosswise.
+    stocks = {
+        stock.pk: stock
+        for stock in Stock.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk")
+    }
+    if short := {
+        pid
+        for pid, quantity in wanted.items()
+        if pid not in stocks or stocks[pid].available < quantity
+    }:
+        return _refuse(order_id, "out_of_stock", short)
+
+    now = timezone.now()
+    for product_id in sorted(wanted):
+        Stock.objects.filter(pk=product_id).update(
+            reserved=F("reserved") + wanted[product_id], updated_at=now
+        )
+    reservation = StockReservation.objects.create(order_id=order_id, state=State.HELD)
+    StockReservationLine.objects.bulk_create(
+        StockReservationLine(
+            reservation=reservation,
+            product_id=product_id,
+            quantity=quantity,
+            unit_price=products[product_id].price,
+        )
+        for product_id, quantity in sorted(wanted.items())
+    )
+    return reservation
+
+
+def stock_reserve(*, order_id: UUID, lines: Sequence[LineRequest]) -> StockReservation:
+    """Hold stock for every line of an order, or for none of them.
+
+    Returns the reservation: ``held`` with each line's unit price, or
+    ``refused`` with a reason (``product_not_found``, ``product_inactive``,
+    ``out_of_stock``). Idempotent by order id: a repeated command, even a
+    concurrent one, returns the first outcome rather than deciding again.
+    """
+    wanted = _merged_quantities(lines)
+    if existing := reservation_get(order_id=order_id):
+        return existing
+    try:
+        with transaction.atomic():
+            return _reserve(order_id, wanted)
+    except IntegrityError:
+        # The same command ran concurrently and committed first: answer with its outcome.
+        existing = reservation_get(order_id=order_id)
+        if existing is None:
+            raise
+        return existing
+
+
+def _locked_reservation(order_id: UUID) -> StockReservation | None:
+    return StockReservation.objects.select_for_update().filter(order_id=order_id).first()
+
+
+def _apply_to_stock(reservation: StockReservation, **changes: Any) -> None:
+    """Apply per-line F() changes, e.g. ``reserved=-1`` means reserved -= quantity."""
+    now = timezone.now()
+    for line in reservation.lines.order_by("product_id"):
+        Stock.objects.filter(pk=line.product_id).update(
+            updated_at=now,
+            **{field: F(field) + sign * line.quantity for field, sign in changes.items()},
+        )
+
+
+@transaction.atomic
+def stock_commit(*, order_id: UUID) -> StockReservation:
+    """The order is approved: held units leave the shelf. Idempotent."""
+    reservation = _locked_reservation(order_id)
+    if reservation is None:
+        raise ReservationNotFound(f"No stock reservation for order {order_id}.")
+    if reservation.state == State.COMMITTED:
+        return reservation
+    if reservation.state != State.HELD:
+        raise ReservationStateConflict(
+            f"The reservation for order {order_id} is {reservation.state}; only a held one "
+            "can be committed."
+        )
+    _apply_to_stock(reservation, on_hand=-1, reserved=-1)
+    reservation.state = State.COMMITTED
+    reservation.save(update_fields=["state", "updated_at"])
+    return reservation
+
+
+@transaction.atomic
+def stock_release(*, order_id: UUID) -> StockReservation:
+    """Give the order's units back: held ones become available, committed ones return to the shelf.
+
+    Idempotent. Releasing an order never reserved leaves a ``released`` marker,
+    so a reserve command that arrives late (after the saga gave up on it)
+    finds the order closed and holds nothing.
+    """
+    reservation = _locked_reservation(order_id)
+    if reservation is None:
+        try:
+            with transaction.atomic():
+                return StockReservation.objects.create(order_id=order_id, state=State.RELEASED)
+        except IntegrityError:
+            # A concurrent reserve inserted the row that made ours fail: release that one.
+            reservation = StockReservation.objects.select_for_update().get(order_id=order_id)
+    if reservation.state in (State.RELEASED, State.REFUSED):
+        return reservation
+    if reservation.state == State.HELD:
+        _apply_to_stock(reservation, reserved=-1)
+    else:
+        _apply_to_stock(reservation, on_hand=+1)
+    reservation.state = State.RELEASED
+    reservation.save(update_fields=["state", "updated_at"])
+    return reservation

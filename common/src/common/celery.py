@@ -1,0 +1,21 @@
+"""The Celery application of a service, configured from its Django settings."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+
+def make_celery_app(*, service: str, settings_module: str) -> Celery:
+    """A Celery app reading ``CELERY_*`` settings, with tasks found in the service's apps.
+
+    Every service's tasks go to its own queue (``task_default_queue`` is the
+    service name), so a worker started with ``-Q <service>`` serves exactly
+    that service.
+    """
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    app = Celery(service)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.autodiscover_tasks()
+    return app

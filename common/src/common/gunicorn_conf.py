@@ -1,0 +1,43 @@
+"""gunicorn settings shared by every service: ``gunicorn -c python:common.gunicorn_conf``.
+
+gthread workers keep client connections alive (sync workers close each one,
+so a keep-alive pool in front never reuses a connection). With more than one
+worker, Prometheus metrics are aggregated across workers through
+``PROMETHEUS_MULTIPROC_DIR``, which is emptied at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import environ
+
+_env = environ.Env()
+
+workers = _env.int("WEB_CONCURRENCY", default=1)
+threads = _env.int("WEB_THREADS", default=8)
+worker_class = "gthread"
+timeout = _env.int("WEB_TIMEOUT", default=30)
+graceful_timeout = 10
+keepalive = 75
+accesslog = "-" if _env.bool("ACCESS_LOG", default=True) else None
+errorlog = "-"
+# Several services run side by side on one machine; a shared control socket would clash.
+control_socket_disable = True
+
+_multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def on_starting(server) -> None:
+    if _multiproc_dir:
+        shutil.rmtree(_multiproc_dir, ignore_errors=True)
+        Path(_multiproc_dir).mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    if _multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

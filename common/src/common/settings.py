@@ -1,0 +1,244 @@
+"""Settings every service shares, read from the environment in one place.
+
+A service's settings module starts with::
+
+    globals().update(service_defaults(service="catalog", base_dir=BASE_DIR))
+
+and then adds its own apps. With no environment at all the defaults give the
+embedded local setup (a SQLite file per service, kombu's ``filesystem://``
+broker under ``var/``); ``DATABASE_URL`` and ``BROKER_URL`` switch the same code
+to PostgreSQL and RabbitMQ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+# Local-only fallback; production settings refuse to start without SECRET_KEY.
+_LOCAL_SECRET_KEY = "local-insecure-key-do-not-use-in-production"
+
+_ENGINE_WITH_METRICS = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+
+
+def repo_root(base_dir: Path) -> Path:
+    """The repository root: a service's project folder sits right under it."""
+    return base_dir.parent
+
+
+def database_config(*, env: environ.Env, service: str, var_dir: Path) -> dict[str, Any]:
+    """The default database: ``<SERVICE>_DATABASE_URL``, else ``DATABASE_URL``, else SQLite.
+
+    The per-service variable lets one shared ``.env`` file hold every
+    service's database; a container or pod sets plain ``DATABASE_URL``.
+    """
+    url = env.str(f"{service.upper()}_DATABASE_URL", default="") or env.str(
+        "DATABASE_URL", default=""
+    )
+    if not url:
+        url = f"sqlite:///{var_dir / f'{service}.sqlite3'}"
+    config = environ.Env.db_url_config(url)
+    config["ENGINE"] = _ENGINE_WITH_METRICS.get(config["ENGINE"], config["ENGINE"])
+    if config["ENGINE"].endswith("sqlite3"):
+        # Web threads and workers write at once: WAL lets readers go on, and
+        # IMMEDIATE takes the write lock up front so transactions queue
+        # instead of failing with "database is locked" halfway through.
+        config["OPTIONS"] = {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    else:
+        config["CONN_MAX_AGE"] = env.int("DB_CONN_MAX_AGE", default=60)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def broker_config(*, env: environ.Env, var_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The broker URL and kombu transport options (the filesystem folders when embedded)."""
+    url = env.str("BROKER_URL", default="filesystem://")
+    options: dict[str, Any] = {}
+    if url.startswith("filesystem://"):
+        broker_dir = Path(env.str("BROKER_FOLDER", default=str(var_dir / "broker")))
+        queues = broker_dir / "queues"
+        control = broker_dir / "control"
+        processed = broker_dir / "processed"
+        for folder in (queues, control, processed):
+            folder.mkdir(parents=True, exist_ok=True)
+        # One shared control folder holds the exchange bindings, so topic and
+        # fanout routing work across processes (kombu >= 5.7).
+        options = {
+            "data_folder_in": str(queues),
+            "data_folder_out": str(queues),
+            "control_folder": str(control),
+            "processed_folder": str(processed),
+            "store_processed": False,
+            "polling_interval": env.float("BROKER_POLLING_INTERVAL", default=0.01),
+        }
+    return url, options
+
+
+def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
+    """Every Django setting the services share, for the service named ``service``."""
+    env = environ.Env()
+    root = repo_root(base_dir)
+    var_dir = Path(env.str("VAR_DIR", default=str(root / "var")))
+    static_root = var_dir / "static" / service
+    static_root.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing folder
+
+    environment = env.str("ENVIRONMENT", default="local")
+    local = environment == "local"
+    secret_key = env.str("SECRET_KEY", default=_LOCAL_SECRET_KEY if local else "")
+    if not secret_key:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be set when ENVIRONMENT={environment!r} (only 'local' has a default)."
+        )
+    allowed_hosts = env.list("ALLOWED_HOSTS", default=["*"] if local else [])
+    if not allowed_hosts:
+        raise ImproperlyConfigured(f"ALLOWED_HOSTS must be set when ENVIRONMENT={environment!r}.")
+    broker_url, broker_options = broker_config(env=env, var_dir=var_dir)
+    log_level = env.str("LOG_LEVEL", default="INFO")
+
+    return {
+        "SERVICE_NAME": service,
+        "ENVIRONMENT": environment,
+        "BASE_DIR": base_dir,
+        "VAR_DIR": var_dir,
+        "SECRET_KEY": secret_key,
+        "DEBUG": env.bool("DEBUG", default=False),
+        "ALLOWED_HOSTS": allowed_hosts,
+        "CSRF_TRUSTED_ORIGINS": env.list("CSRF_TRUSTED_ORIGINS", default=[]),
+        # Behind the gateway or an ingress the original scheme arrives here.
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        "USE_X_FORWARDED_HOST": True,
+        "INSTALLED_APPS": [
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "whitenoise.runserver_nostatic",
+            "django.contrib.staticfiles",
+            "rest_framework",
+            "django_filters",
+            "drf_spectacular",
+            "drf_spectacular_sidecar",
+            "django_prometheus",
+            "health_check",
+            "common",
+        ],
+        "MIDDLEWARE": [
+            "django_prometheus.middleware.PrometheusBeforeMiddleware",
+            "common.observability.RequestIdMiddleware",
+            "django.middleware.security.SecurityMiddleware",
+            "whitenoise.middleware.WhiteNoiseMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+            "django_prometheus.middleware.PrometheusAfterMiddleware",
+        ],
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [],
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        "DATABASES": {"default": database_config(env=env, service=service, var_dir=var_dir)},
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "CACHES": {"default": env.cache_url("CACHE_URL", default="locmemcache://")},
+        "LANGUAGE_CODE": "en-us",
+        "TIME_ZONE": "UTC",
+        "USE_I18N": True,
+        "USE_TZ": True,
+        "STATIC_URL": f"/static/{service}/",
+        "STATIC_ROOT": static_root,
+        # Serving from the finders means no collectstatic step is needed for
+        # tests or `make run`; a container image runs collectstatic instead.
+        "WHITENOISE_USE_FINDERS": env.bool("WHITENOISE_USE_FINDERS", default=True),
+        "CURRENCY": env.str("CURRENCY", default="EUR"),
+        "REST_FRAMEWORK": {
+            "DEFAULT_AUTHENTICATION_CLASSES": [
+                "rest_framework.authentication.SessionAuthentication",
+            ],
+            "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+            "DEFAULT_RENDERER_CLASSES": [
+                "rest_framework.renderers.JSONRenderer",
+                "rest_framework.renderers.BrowsableAPIRenderer",
+            ],
+            "DEFAULT_PARSER_CLASSES": [
+                "rest_framework.parsers.JSONParser",
+                "rest_framework.parsers.FormParser",
+                "rest_framework.parsers.MultiPartParser",
+            ],
+            "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+            "DEFAULT_PAGINATION_CLASS": "common.pagination.PageNumberPagination",
+            "PAGE_SIZE": env.int("PAGE_SIZE", default=20),
+            "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+            "EXCEPTION_HANDLER": "common.problems.exception_handler",
+            "TEST_REQUEST_DEFAULT_FORMAT": "json",
+        },
+        "SPECTACULAR_SETTINGS": {
+            "TITLE": f"{service} service API",
+            "DESCRIPTION": f"The {service} service of the e-commerce platform.",
+            "VERSION": "1.0.0",
+            "SERVE_INCLUDE_SCHEMA": False,
+            "COMPONENT_SPLIT_REQUEST": True,
+            # Swagger UI and ReDoc come from the sidecar package: no CDN needed.
+            "SWAGGER_UI_DIST": "SIDECAR",
+            "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+            "REDOC_DIST": "SIDECAR",
+        },
+        "CELERY_BROKER_URL": broker_url,
+        "CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
+        "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+        "CELERY_TASK_DEFAULT_QUEUE": service,
+        "CELERY_TASK_ACKS_LATE": True,
+        "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+        "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
+        "CELERY_TASK_SERIALIZER": "json",
+        "CELERY_ACCEPT_CONTENT": ["json"],
+        "CELERY_RESULT_BACKEND": None,
+        "CELERY_TASK_IGNORE_RESULT": True,
+        "LOGGING": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": {
+                "context": {"()": "common.observability.LogContextFilter", "service": service}
+            },
+            "formatters": {
+                "json": {"()": "common.observability.JsonFormatter"},
+                "plain": {
+                    "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+                },
+            },
+            "handlers": {
+                "console": {
+                    "class": "logging.StreamHandler",
+                    "filters": ["context"],
+                    "formatter": env.str("LOG_FORMAT", default="json"),
+                }
+            },
+            "root": {"handlers": ["console"], "level": log_level},
+            "loggers": {
+                "django.db.backends": {"level": "INFO"},
+                "health_check": {"level": "ERROR"},
+            },
+        },
+    }

@@ -1,0 +1,114 @@
+"""Settings, ETags, request ids, JSON logs and the operator commands of ``common``."""
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import environ
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from rest_framework.test import APIRequestFactory
+
+from common.http import client_has_current, etag_for
+from common.observability import JsonFormatter, LogContextFilter, request_id_var
+from common.settings import broker_config, database_config, service_defaults
+
+
+def test_etag_ignores_key_order_but_not_values():
+    assert etag_for({"a": 1, "b": 2}) == etag_for({"b": 2, "a": 1})
+    assert etag_for({"a": 1}) != etag_for({"a": 2})
+
+
+@pytest.mark.parametrize(
+    ("header", "matches"),
+    [
+        (None, False),
+        ('"abc"', True),
+        ('W/"abc"', True),
+        ('"x", "abc"', True),
+        ("*", True),
+        ('"other"', False),
+    ],
+)
+def test_if_none_match_comparison(header, matches):
+    headers = {"HTTP_IF_NONE_MATCH": header} if header else {}
+    request = APIRequestFactory().get("/", **headers)
+    assert client_has_current(request, '"abc"') is matches
+
+
+def test_a_client_request_id_with_odd_characters_is_replaced(client):
+    response = client.get("/health/", HTTP_X_REQUEST_ID="bad id\nwith newline")
+    assert response["X-Request-ID"] != "bad id\nwith newline"
+    assert len(response["X-Request-ID"]) == 32
+
+
+def test_log_lines_are_json_with_service_and_request_id():
+    record = logging.makeLogRecord(
+        {"msg": "hello %s", "args": ("world",), "levelname": "INFO", "name": "t", "order_id": "o-1"}
+    )
+    token = request_id_var.set("req-9")
+    try:
+        LogContextFilter(service="catalog").filter(record)
+    finally:
+        request_id_var.reset(token)
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["message"] == "hello world"
+    assert (line["service"], line["request_id"], line["order_id"]) == ("catalog", "req-9", "o-1")
+
+
+def env_with(monkeypatch, **values):
+    for key in ("DATABASE_URL", "CATALOG_DATABASE_URL", "BROKER_URL", "SECRET_KEY", "ENVIRONMENT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return environ.Env()
+
+
+def test_database_defaults_to_a_sqlite_file_per_service(monkeypatch, tmp_path):
+    config = database_config(env=env_with(monkeypatch), service="catalog", var_dir=tmp_path)
+    assert config["ENGINE"] == "django_prometheus.db.backends.sqlite3"
+    assert config["NAME"] == str(tmp_path / "catalog.sqlite3")
+    assert config["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+def test_the_service_database_url_wins_over_the_shared_one(monkeypatch, tmp_path):
+    env = env_with(
+        monkeypatch,
+        DATABASE_URL="postgres://u@h:5432/shared",
+        CATALOG_DATABASE_URL="postgres://u@h:5432/catalog",
+    )
+    config = database_config(env=env, service="catalog", var_dir=tmp_path)
+    assert config["ENGINE"] == "django_prometheus.db.backends.postgresql"
+    assert config["NAME"] == "catalog"
+    assert config["CONN_HEALTH_CHECKS"] is True
+
+
+def test_embedded_broker_uses_shared_folders(monkeypatch, tmp_path):
+    url, options = broker_config(env=env_with(monkeypatch), var_dir=tmp_path)
+    assert url == "filesystem://"
+    assert Path(options["control_folder"]).is_dir()
+    assert options["data_folder_in"] == options["data_folder_out"]
+    assert options["polling_interval"] == pytest.approx(0.01)
+
+
+def test_production_refuses_to_start_without_a_secret_key(monkeypatch, tmp_path):
+    env_with(monkeypatch, ENVIRONMENT="production", VAR_DIR=str(tmp_path))
+    with pytest.raises(ImproperlyConfigured, match="SECRET_KEY"):
+        service_defaults(service="catalog", base_dir=tmp_path / "catalog_svc")
+
+
+@pytest.mark.django_db
+def test_ensure_admin_creates_then_updates_one_staff_user():
+    call_command("ensure_admin", email="boss@example.com", password="one", stdout=io.StringIO())
+    call_command("ensure_admin", email="boss@example.com", password="two", stdout=io.StringIO())
+
+    users = get_user_model().objects.all()
+    assert users.count() == 1
+    assert users[0].is_staff
+    assert users[0].is_superuser
+    assert users[0].check_password("two")

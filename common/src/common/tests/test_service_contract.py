@@ -1,0 +1,1 @@
+from common.testing.service_contract import *  # noqa: F403

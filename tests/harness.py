@@ -1,0 +1,197 @@
+"""Start services as real gunicorn processes, each on its own PostgreSQL database.
+
+Used by the cross-service tests (gateway, saga, chaos) through the
+``services`` fixture in ``conftest.py``::
+
+    catalog = services.start("catalog", seed=True)
+    httpx.get(f"{catalog.url}/api/catalog/products/")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg2
+from psycopg2 import sql
+
+REPO = Path(__file__).resolve().parents[1]
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+READY_TIMEOUT = float(os.environ.get("TEST_READY_TIMEOUT", "60"))
+
+SEED_COMMANDS = {"catalog": ["seed_catalog", "--no-progress"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _admin_execute(statement: sql.Composable) -> None:
+    """Run one statement outside a transaction (CREATE/DROP DATABASE need that)."""
+    parts = urlsplit(POSTGRES_URL)
+    connection = psycopg2.connect(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password,
+        dbname="postgres",
+    )
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()
+
+
+def database_create(name: str) -> str:
+    """A new, empty database; returns its URL."""
+    _admin_execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return f"{POSTGRES_URL.rstrip('/')}/{name}"
+
+
+def database_drop(name: str) -> None:
+    _admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@dataclass
+class RunningService:
+    """One service process: its URL, database and a way to run its manage.py."""
+
+    name: str
+    url: str
+    database_name: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def project_dir(self) -> Path:
+        return REPO / f"{self.name}_svc"
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``manage.py`` against this service's database; fails loudly."""
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=self.project_dir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{self.name}: manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self) -> None:
+        port = urlsplit(self.url).port
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:common.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{port}",
+                f"{self.name}_svc.wsgi",
+            ],
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+            try:
+                response = httpx.get(
+                    f"{self.url}/ready/", headers={"Accept": "application/json"}, timeout=5
+                )
+                if response.status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Stop the process group (gunicorn's arbiter and its workers)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=timeout)
+
+
+class ServiceLauncher:
+    """Starts services for one test and cleans every trace up afterwards."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.running: list[RunningService] = []
+
+    def start(
+        self, name: str, *, seed: bool = False, env: dict[str, str] | None = None
+    ) -> RunningService:
+        database_name = f"it_{name}_{uuid.uuid4().hex[:10]}"
+        var_dir = self.workdir / f"{name}-{len(self.running)}"
+        var_dir.mkdir(parents=True)
+        service = RunningService(
+            name=name,
+            url=f"http://127.0.0.1:{free_port()}",
+            database_name=database_name,
+            env={
+                **os.environ,
+                "ENVIRONMENT": "local",
+                "DATABASE_URL": database_create(database_name),
+                "BROKER_URL": BROKER_URL,
+                "VAR_DIR": str(var_dir),
+                "WEB_CONCURRENCY": "1",
+                **(env or {}),
+            },
+            log_path=var_dir / "service.log",
+        )
+        self.running.append(service)
+        service.manage("migrate", "--noinput", "-v", "0")
+        if seed and name in SEED_COMMANDS:
+            service.manage(*SEED_COMMANDS[name])
+        service.start()
+        return service
+
+    def stop_all(self) -> None:
+        for service in reversed(self.running):
+            service.stop()
+            database_drop(service.database_name)
+        self.running.clear()

@@ -1,0 +1,23 @@
+"""Settings of the users service: the shared defaults plus its own apps.
+
+Every value comes from the environment; see .env.example at the repository root.
+"""
+
+from pathlib import Path
+
+from common.settings import service_defaults
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_defaults = service_defaults(service="users", base_dir=BASE_DIR)
+globals().update(_defaults)
+
+INSTALLED_APPS = [
+    *_defaults["INSTALLED_APPS"],
+    "accounts.apps.AccountsConfig",
+]
+ROOT_URLCONF = "users_svc.urls"
+WSGI_APPLICATION = "users_svc.wsgi.application"
+
+# Email is the login; the model exists from the first migration so it never has to be swapped.
+AUTH_USER_MODEL = "accounts.User"

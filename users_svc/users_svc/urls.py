@@ -1,0 +1,12 @@
+"""URLs of the users service."""
+
+from common.urls import service_urlpatterns
+
+urlpatterns = [
+    *service_urlpatterns(),
+]
+
+handler400 = "common.problems.bad_request_view"
+handler403 = "common.problems.permission_denied_view"
+handler404 = "common.problems.not_found_view"
+handler500 = "common.problems.server_error_view"
