@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint format check migrate seed clean
+.PHONY: help venv system-deps run test lint format check migrate seed clean
+
+# Debian packages the tests use: command -> package.
+DEBIAN_DEPS := docker-compose:docker-compose
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,10 +23,19 @@ $(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.t
 
 venv: $(STAMP) ## Create the virtual environment and install the pinned packages
 
+system-deps: ## Install the Debian packages the tests need (docker-compose) when missing
+	@missing=""; for pair in $(DEBIAN_DEPS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+	  else sudo apt-get update -q && sudo apt-get install -y -q $$missing; fi; \
+	fi
+
 run: venv ## Start every service on the embedded defaults (SQLite, filesystem broker)
 	bash scripts/run.sh
 
-test: venv ## Lint, then every test suite on PostgreSQL and RabbitMQ
+test: venv system-deps ## Lint, then every test suite on PostgreSQL and RabbitMQ
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/run_tests.py

@@ -1,0 +1,513 @@
+"""The deployment files: compose/ (image and compose file) and k8s/ (kustomize).
+
+No container engine and no cluster are needed: docker-compose validates the
+compose file (`config -q`), kubernetes-validate checks every manifest under k8s/
+against the Kubernetes API schemas (strict: an unknown field fails), and the
+rest are consistency checks on the parsed YAML: labels and selectors, ports,
+probes, migrations before start, Prometheus targets. A missing tool fails the
+test with the command that installs it; nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_DIR = REPO / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+K8S = REPO / "k8s"
+NAMESPACE = "eshop"
+
+SERVICES = {"gateway": 8000, "catalog": 8001, "users": 8002, "orders": 8003}
+WORKERS = ("catalog", "users", "orders")
+HEALTH_PATHS = {"/health/", "/ready/"}
+# Host ports compose publishes: the gateway and the operators' UIs, nothing else.
+PUBLISHED_PORTS = {"gateway": {8000}, "rabbitmq": {15672}, "prometheus": {9090}, "jaeger": {16686}}
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def k8s_manifest_files() -> list[Path]:
+    """Every YAML file under k8s/ that holds Kubernetes objects (not kustomization.yaml)."""
+    files = [
+        path
+        for pattern in ("*.yaml", "*.yml")
+        for path in K8S.rglob(pattern)
+        if path.name not in ("kustomization.yaml", "kustomization.yml")
+    ]
+    return sorted(files)
+
+
+def k8s_objects() -> list[dict[str, Any]]:
+    return [
+        doc
+        for path in k8s_manifest_files()
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc  # an empty document between two `---`
+    ]
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [obj for obj in k8s_objects() if obj["kind"] == kind]
+
+
+def by_name(kind: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in of_kind(kind)}
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    return deployment["spec"]["template"]["spec"]
+
+
+def all_containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod_spec(deployment)
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels / matchExpressions, or a bare map) matches."""
+    if "matchLabels" not in selector and "matchExpressions" not in selector:
+        selector = {"matchLabels": selector}
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values")
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def deployments_selected_by(selector: dict[str, Any]) -> list[dict[str, Any]]:
+    return [d for d in of_kind("Deployment") if selects(selector, pod_labels(d))]
+
+
+def container_ports(container: dict[str, Any]) -> dict[str | int, int]:
+    """A container's ports by name and by number, each giving the number."""
+    ports: dict[str | int, int] = {}
+    for port in container.get("ports", []):
+        ports[port["containerPort"]] = port["containerPort"]
+        if "name" in port:
+            ports[port["name"]] = port["containerPort"]
+    return ports
+
+
+def probes(container: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        if kind in container:
+            yield kind, container[kind]
+
+
+def compose() -> dict[str, Any]:
+    return load_yaml(COMPOSE_FILE)
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    return compose()["services"]
+
+
+def command_text(command: str | list[str]) -> str:
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """depends_on as {service: condition}, whichever of the two syntaxes is used."""
+    value = service.get("depends_on", {})
+    if isinstance(value, list):
+        return dict.fromkeys(value, "service_started")
+    return {name: spec.get("condition", "service_started") for name, spec in value.items()}
+
+
+def run_tool(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+# ------------------------------------------------------------------ the image
+
+
+def test_dockerfile_builds_one_non_root_image_with_static_files() -> None:
+    lines = [
+        line.strip()
+        for line in (COMPOSE_DIR / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    text = "\n".join(lines)
+    assert lines[0] == "FROM python:3.11-slim"
+    assert "requirements/base.txt" in text
+    assert "-c requirements/constraints.txt" in text
+    assert "./common" in text
+    users = [line.split(None, 1)[1] for line in lines if line.startswith("USER ")]
+    assert users, "the image must switch to a non-root user"
+    assert users[-1].split(":")[0] not in ("0", "root")
+    assert "VAR_DIR=/app/var" in text
+    assert "collectstatic --noinput" in text
+    for service in SERVICES:
+        assert service in text, f"collectstatic does not run for {service}_svc"
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    patterns = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for needed in (".venv", "var", ".git"):
+        assert needed in patterns
+    assert patterns & {"__pycache__", "**/__pycache__"}
+
+
+# ------------------------------------------------------------------ compose
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    if shutil.which("docker-compose") is None:
+        pytest.fail(
+            "docker-compose is not installed: `apt-get install -y docker-compose` "
+            "(Debian's docker-compose v1; .ci/run installs it when missing)."
+        )
+    result = run_tool(["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"])
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+
+
+def test_compose_has_every_part_of_the_platform() -> None:
+    expected = {"rabbitmq", "redis", "etcd", "prometheus", "jaeger"}
+    for service in SERVICES:
+        expected |= {service, f"{service}-db", f"{service}-migrate"}
+    expected |= {f"{worker}-worker" for worker in WORKERS}
+    assert expected <= set(compose_services())
+    for service in SERVICES:
+        assert compose_services()[f"{service}-db"]["image"].startswith("postgres:15")
+
+
+def test_compose_publishes_only_the_gateway_and_the_operator_uis() -> None:
+    published: dict[str, set[int]] = {}
+    for name, service in compose_services().items():
+        for port in service.get("ports", []):
+            host_port = int(str(port).split(":")[-2]) if ":" in str(port) else int(port)
+            published.setdefault(name, set()).add(host_port)
+    assert published == PUBLISHED_PORTS
+
+
+@pytest.mark.parametrize(("service", "port"), SERVICES.items())
+def test_compose_web_service(service: str, port: int) -> None:
+    spec = compose_services()[service]
+    assert spec["working_dir"] == f"/app/{service}_svc"
+    command = command_text(spec["command"])
+    assert command.startswith("gunicorn -c python:common.gunicorn_conf")
+    assert f"--bind 0.0.0.0:{port} {service}_svc.wsgi" in command
+    assert f"http://127.0.0.1:{port}/ready/" in command_text(spec["healthcheck"]["test"])
+    assert depends_on(spec)[f"{service}-migrate"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_migrations_run_once_before_the_service(service: str) -> None:
+    spec = compose_services()[f"{service}-migrate"]
+    assert command_text(spec["command"]) == "python manage.py migrate --noinput"
+    assert spec["working_dir"] == f"/app/{service}_svc"
+    assert spec["restart"] == "no"
+    assert depends_on(spec) == {f"{service}-db": "service_healthy"}
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_compose_worker(worker: str) -> None:
+    spec = compose_services()[f"{worker}-worker"]
+    assert spec["working_dir"] == f"/app/{worker}_svc"
+    assert command_text(spec["command"]).startswith(
+        f"celery -A {worker}_svc worker -Q {worker} -n {worker}@%h"
+    )
+    assert depends_on(spec)[f"{worker}-migrate"] == "service_completed_successfully"
+
+
+def test_compose_app_containers_use_their_own_database_and_production_settings() -> None:
+    for name, spec in compose_services().items():
+        if spec.get("image", "").startswith("eshop:"):
+            service = name.split("-")[0]
+            environment = spec["environment"]
+            assert urlsplit(environment["DATABASE_URL"]).hostname == f"{service}-db", name
+            assert environment["ENVIRONMENT"] == "production", name
+            assert environment["SECRET_KEY"].startswith("${SECRET_KEY:-"), name
+            assert environment["ALLOWED_HOSTS"] == "*", name
+            assert environment["BROKER_URL"].startswith("amqp://"), name
+            assert spec["build"] == {"context": "..", "dockerfile": "compose/Dockerfile"}, name
+
+
+def test_compose_waits_only_for_services_that_report_their_state() -> None:
+    services = compose_services()
+    for name, spec in services.items():
+        for target, condition in depends_on(spec).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if condition == "service_healthy":
+                assert "healthcheck" in services[target], f"{name} waits for {target}'s health"
+            if condition == "service_completed_successfully":
+                assert services[target].get("restart") == "no", f"{target} is a one-off"
+
+
+def test_prometheus_scrapes_every_service() -> None:
+    config = load_yaml(COMPOSE_DIR / "prometheus.yml")
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        if job.get("metrics_path", "/metrics") == "/metrics"
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    for service, port in SERVICES.items():
+        assert f"{service}:{port}" in targets
+    volumes = compose_services()["prometheus"]["volumes"]
+    assert any(v.startswith("./prometheus.yml:/etc/prometheus/prometheus.yml") for v in volumes)
+
+
+# ------------------------------------------------------------------ k8s: schemas
+
+
+def test_k8s_manifests_pass_kubernetes_validate_strict() -> None:
+    if importlib.util.find_spec("kubernetes_validate") is None:
+        pytest.fail(
+            "kubernetes-validate is not installed: it is pinned in requirements/test.txt "
+            "(`make venv`, or `.venv/bin/pip install -r requirements/test.txt "
+            "-c requirements/constraints.txt`)."
+        )
+    files = k8s_manifest_files()
+    assert files, "no manifests under k8s/"
+    result = run_tool([sys.executable, "-m", "kubernetes_validate", "--strict", *map(str, files)])
+    # An unknown kind or apiVersion is only a warning there: make it count too.
+    output = (result.stdout + result.stderr).splitlines()
+    problems = "\n".join(line for line in output if not line.startswith("INFO "))
+    exit_code = result.returncode
+    assert exit_code == 0, problems
+    assert not problems
+
+
+def test_every_namespaced_object_is_in_the_eshop_namespace() -> None:
+    for obj in k8s_objects():
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == NAMESPACE, obj["metadata"]["name"]
+    assert set(by_name("Namespace")) == {NAMESPACE}
+
+
+# ------------------------------------------------------------------ k8s: kustomize
+
+
+def test_base_kustomization_lists_every_manifest() -> None:
+    base = K8S / "base"
+    kustomization = load_yaml(base / "kustomization.yaml")
+    listed = set(kustomization["resources"])
+    on_disk = {path.name for path in base.glob("*.yaml") if path.name != "kustomization.yaml"}
+    assert listed == on_disk
+    assert kustomization["namespace"] == NAMESPACE
+
+
+def test_local_overlay_runs_one_pod_per_deployment() -> None:
+    overlay = K8S / "overlays" / "local"
+    kustomization = load_yaml(overlay / "kustomization.yaml")
+    for resource in kustomization["resources"]:
+        assert (overlay / resource / "kustomization.yaml").is_file(), resource
+    kinds = {obj["kind"] for obj in k8s_objects()}
+    patched: dict[str, list[dict[str, Any]]] = {}
+    for patch in kustomization["patches"]:
+        kind = patch["target"]["kind"]
+        assert kind in kinds, f"a patch targets {kind}, which the base does not have"
+        patched[kind] = yaml.safe_load(patch["patch"])
+    assert {"op": "replace", "path": "/spec/replicas", "value": 1} in patched["Deployment"]
+    # Otherwise the autoscalers would bring every Deployment back to two pods.
+    assert {"op": "replace", "path": "/spec/minReplicas", "value": 1} in patched[
+        "HorizontalPodAutoscaler"
+    ]
+
+
+# ------------------------------------------------------------------ k8s: workloads
+
+
+def test_every_deployment_selector_matches_its_pod_labels() -> None:
+    deployments = of_kind("Deployment")
+    assert len(deployments) == len(SERVICES) + len(WORKERS)
+    for deployment in deployments:
+        selector = deployment["spec"]["selector"]
+        assert selects(selector, pod_labels(deployment)), deployment["metadata"]["name"]
+        # One Deployment's selector must not take another's pods.
+        assert deployments_selected_by(selector) == [deployment]
+
+
+@pytest.mark.parametrize(("service", "port"), SERVICES.items())
+def test_web_deployment(service: str, port: int) -> None:
+    deployment = by_name("Deployment")[service]
+    assert deployment["spec"]["replicas"] == 2
+    (web,) = pod_spec(deployment)["containers"]
+    assert web["workingDir"] == f"/app/{service}_svc"
+    assert web["command"][-2:] == [f"0.0.0.0:{port}", f"{service}_svc.wsgi"]
+    assert container_ports(web)["http"] == port
+    kinds = dict(probes(web))
+    assert kinds["livenessProbe"]["httpGet"]["path"] == "/health/"
+    assert kinds["readinessProbe"]["httpGet"]["path"] == "/ready/"
+    assert "startupProbe" in kinds
+    migrate = [
+        init
+        for init in pod_spec(deployment).get("initContainers", [])
+        if init["command"][-3:] == ["manage.py", "migrate", "--noinput"]
+    ]
+    assert len(migrate) == 1, "one initContainer runs the migrations"
+    assert migrate[0]["workingDir"] == f"/app/{service}_svc"
+    assert migrate[0]["envFrom"] == web["envFrom"], "migrate must see the same database"
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_worker_deployment(worker: str) -> None:
+    deployment = by_name("Deployment")[f"{worker}-worker"]
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["workingDir"] == f"/app/{worker}_svc"
+    assert container["command"][:6] == ["celery", "-A", f"{worker}_svc", "worker", "-Q", worker]
+    # The worker reads the same database as its web process.
+    web = pod_spec(by_name("Deployment")[worker])["containers"][0]
+    assert container["envFrom"] == web["envFrom"]
+
+
+def test_every_probe_is_a_health_endpoint_on_a_declared_port() -> None:
+    for deployment in of_kind("Deployment"):
+        for container in all_containers(deployment):
+            for kind, probe in probes(container):
+                where = f"{deployment['metadata']['name']}/{container['name']} {kind}"
+                assert probe["httpGet"]["path"] in HEALTH_PATHS, where
+                assert probe["httpGet"]["port"] in container_ports(container), where
+
+
+def test_pods_run_non_root_on_a_read_only_filesystem_with_limits() -> None:
+    for deployment in of_kind("Deployment"):
+        name = deployment["metadata"]["name"]
+        spec = pod_spec(deployment)
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        for container in all_containers(deployment):
+            where = f"{name}/{container['name']}"
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+            for key in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][key]), where
+            for mount in container.get("volumeMounts", []):
+                assert mount["name"] in empty_dirs, where
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        assert {"/app/var", "/tmp"} <= set(mounts), name  # noqa: S108 (mount paths)
+
+
+def test_env_sources_exist() -> None:
+    config_maps, secrets = set(by_name("ConfigMap")), set(by_name("Secret"))
+    for deployment in of_kind("Deployment"):
+        for container in all_containers(deployment):
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_maps
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets
+
+
+def test_secrets_hold_placeholders_only() -> None:
+    for secret in of_kind("Secret"):
+        assert "data" not in secret, "the template uses stringData placeholders"
+        for key, value in secret["stringData"].items():
+            assert "REPLACE_ME" in value, f"{secret['metadata']['name']}.{key} is not a placeholder"
+
+
+# ------------------------------------------------------------------ k8s: traffic
+
+
+def test_every_service_selects_a_deployment_on_a_declared_port() -> None:
+    services = by_name("Service")
+    assert set(services) == set(SERVICES)
+    for name, service in services.items():
+        assert service["spec"]["type"] == "ClusterIP"
+        selected = deployments_selected_by(service["spec"]["selector"])
+        assert len(selected) == 1, f"Service {name} selects {len(selected)} Deployments"
+        (deployment,) = selected
+        ports = container_ports(pod_spec(deployment)["containers"][0])
+        (port,) = service["spec"]["ports"]
+        assert port["port"] == SERVICES[name]
+        assert ports.get(port["targetPort"]) == SERVICES[name], name
+
+
+def test_autoscalers_and_disruption_budgets_cover_the_web_deployments() -> None:
+    deployments = by_name("Deployment")
+    autoscalers = by_name("HorizontalPodAutoscaler")
+    assert set(autoscalers) == set(SERVICES)
+    for hpa in autoscalers.values():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment"
+        assert target["name"] in deployments
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["resource"]["name"] == "cpu"
+        assert metric["resource"]["target"]["averageUtilization"] == 70
+    budgets = by_name("PodDisruptionBudget")
+    assert set(budgets) == set(SERVICES)
+    for name, budget in budgets.items():
+        assert budget["spec"]["minAvailable"] == 1
+        assert deployments_selected_by(budget["spec"]["selector"]) == [deployments[name]]
+
+
+def test_network_policies() -> None:
+    policies = by_name("NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {}
+    assert deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
+    for name, policy in policies.items():
+        spec = policy["spec"]
+        if not spec["podSelector"]:
+            continue
+        selected = deployments_selected_by(spec["podSelector"])
+        assert selected, f"{name} selects no pod"
+        for rule in spec.get("ingress", []):
+            for port in rule.get("ports", []):
+                for deployment in selected:
+                    ports = container_ports(pod_spec(deployment)["containers"][0])
+                    assert port["port"] in ports, f"{name}: port {port['port']} is not open"
+            for peer in rule["from"]:
+                if "namespaceSelector" not in peer:  # a pod of this namespace
+                    assert deployments_selected_by(peer["podSelector"]), name
+    # The gateway alone reaches each backend, on its port.
+    for backend in ("catalog", "users", "orders"):
+        spec = policies[f"allow-gateway-to-{backend}"]["spec"]
+        (rule,) = spec["ingress"]
+        assert rule["ports"] == [{"protocol": "TCP", "port": SERVICES[backend]}]
+        (peer,) = rule["from"]
+        assert deployments_selected_by(peer["podSelector"]) == [by_name("Deployment")["gateway"]]
+
+
+def test_ingress_sends_everything_to_the_gateway() -> None:
+    (ingress,) = of_kind("Ingress")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert (path["path"], path["pathType"]) == ("/", "Prefix")
+    backend = path["backend"]["service"]
+    service = by_name("Service")[backend["name"]]
+    assert backend["name"] == "gateway"
+    assert backend["port"]["number"] in {port["port"] for port in service["spec"]["ports"]}
