@@ -16,6 +16,8 @@ for service in catalog users orders gateway; do
   (cd "${service}_svc" && python manage.py migrate --noinput -v 0 \
      && python manage.py ensure_admin --email "$DEMO_ADMIN_EMAIL" --password "$DEMO_ADMIN_PASSWORD")
 done
+echo "==> gateway: JWT signing key (created on first start)"
+(cd gateway_svc && python manage.py generate_jwt_keys)
 echo "==> catalog: seed demo products"
 (cd catalog_svc && python manage.py seed_catalog)
 
@@ -23,13 +25,15 @@ cat <<BANNER
 
   E-commerce platform, embedded mode (SQLite in var/, filesystem broker in var/broker/)
 
-    gateway   http://127.0.0.1:8000/
+    gateway   http://127.0.0.1:8000/api/auth/token/   JWKS /.well-known/jwks.json
     catalog   http://127.0.0.1:8001/api/catalog/products/   docs /api/docs/   admin /admin/
-    users     http://127.0.0.1:8002/admin/
+    users     http://127.0.0.1:8002/api/users/register/   me /api/users/me/
     orders    http://127.0.0.1:8003/admin/
     every service: /health/  /ready/  /metrics  /api/schema/  /api/docs/
 
-  Demo staff user (every admin): ${DEMO_ADMIN_EMAIL} / ${DEMO_ADMIN_PASSWORD}
+  Demo staff user: ${DEMO_ADMIN_EMAIL} / ${DEMO_ADMIN_PASSWORD}
+    (a customer account with staff rights in users_svc, so it logs in at the gateway,
+     and a local admin account in every service's Django admin)
   Ctrl-C stops everything.
 
 BANNER

@@ -6,6 +6,16 @@ import pytest
 from tests.harness import ServiceLauncher
 
 
+@pytest.fixture(scope="module")
+def module_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceLauncher]:
+    """Like ``services``, shared by the tests of one module (starting services takes seconds)."""
+    launcher = ServiceLauncher(tmp_path_factory.mktemp("services"))
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
+
+
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[ServiceLauncher]:
     """Start named services as real processes; all are stopped and their databases dropped."""

@@ -31,6 +31,8 @@ BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:567
 READY_TIMEOUT = float(os.environ.get("TEST_READY_TIMEOUT", "60"))
 
 SEED_COMMANDS = {"catalog": ["seed_catalog", "--no-progress"]}
+# Run before a service starts, whatever the test asks for.
+PREPARE_COMMANDS = {"gateway": [["generate_jwt_keys"]]}
 
 
 def free_port() -> int:
@@ -82,6 +84,10 @@ class RunningService:
     @property
     def project_dir(self) -> Path:
         return REPO / f"{self.name}_svc"
+
+    @property
+    def var_dir(self) -> Path:
+        return Path(self.env["VAR_DIR"])
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``manage.py`` against this service's database; fails loudly."""
@@ -163,14 +169,19 @@ class ServiceLauncher:
         self.running: list[RunningService] = []
 
     def start(
-        self, name: str, *, seed: bool = False, env: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        seed: bool = False,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> RunningService:
         database_name = f"it_{name}_{uuid.uuid4().hex[:10]}"
         var_dir = self.workdir / f"{name}-{len(self.running)}"
         var_dir.mkdir(parents=True)
         service = RunningService(
             name=name,
-            url=f"http://127.0.0.1:{free_port()}",
+            url=f"http://127.0.0.1:{port or free_port()}",
             database_name=database_name,
             env={
                 **os.environ,
@@ -185,6 +196,8 @@ class ServiceLauncher:
         )
         self.running.append(service)
         service.manage("migrate", "--noinput", "-v", "0")
+        for command in PREPARE_COMMANDS.get(name, []):
+            service.manage(*command)
         if seed and name in SEED_COMMANDS:
             service.manage(*SEED_COMMANDS[name])
         service.start()

@@ -1,8 +1,13 @@
-"""URLs of the gateway service."""
+"""URLs of the gateway."""
+
+from django.urls import include, path
+from identity.apis import JwksApi
 
 from common.urls import service_urlpatterns
 
 urlpatterns = [
+    path("api/auth/", include("identity.urls")),
+    path(".well-known/jwks.json", JwksApi.as_view(), name="jwks"),
     *service_urlpatterns(),
 ]
 

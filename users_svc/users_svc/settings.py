@@ -5,6 +5,8 @@ Every value comes from the environment; see .env.example at the repository root.
 
 from pathlib import Path
 
+import environ
+
 from common.settings import service_defaults
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,3 +23,8 @@ WSGI_APPLICATION = "users_svc.wsgi.application"
 
 # Email is the login; the model exists from the first migration so it never has to be swapped.
 AUTH_USER_MODEL = "accounts.User"
+
+# Credit every new customer starts with (a decimal string, in CURRENCY).
+CUSTOMER_DEFAULT_CREDIT_LIMIT = environ.Env().str(
+    "CUSTOMER_DEFAULT_CREDIT_LIMIT", default="1000.00"
+)

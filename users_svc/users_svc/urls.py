@@ -1,8 +1,12 @@
 """URLs of the users service."""
 
+from django.urls import include, path
+
 from common.urls import service_urlpatterns
 
 urlpatterns = [
+    path("api/users/", include("accounts.urls")),
+    path("internal/", include("accounts.internal_urls")),
     *service_urlpatterns(),
 ]
 

@@ -6,6 +6,7 @@ import pytest
 from catalog.models import Product, Stock
 from catalog.services import LineRequest, stock_reserve
 from catalog.tests.factories import CategoryFactory, ProductFactory
+from common.testing.tokens import generate_key_pair
 
 pytestmark = pytest.mark.django_db
 
@@ -157,12 +158,12 @@ def test_unknown_product_is_404_problem(api_client):
     assert {"type", "title", "detail"} <= set(body)
 
 
-def test_retired_products_are_hidden_from_the_public_but_not_from_staff(api_client, staff_client):
+def test_retired_products_are_hidden_from_the_public_but_not_from_staff(api_client, staff_api):
     retired = ProductFactory(active=False)
     assert api_client.get(detail(retired.pk)).status_code == 404
     assert api_client.get(PRODUCTS).json()["count"] == 0
-    assert staff_client.get(detail(retired.pk)).status_code == 200
-    assert staff_client.get(PRODUCTS).json()["count"] == 1
+    assert staff_api.get(detail(retired.pk)).status_code == 200
+    assert staff_api.get(PRODUCTS).json()["count"] == 1
 
 
 def test_categories_are_listed(api_client):
@@ -201,10 +202,10 @@ def test_weak_and_listed_etags_match_too(api_client):
     assert response.status_code == 304
 
 
-def test_a_stale_etag_gets_the_full_product(api_client, staff_client):
+def test_a_stale_etag_gets_the_full_product(api_client, staff_api):
     product = ProductFactory(on_hand=5)
     etag = api_client.get(detail(product.pk))["ETag"]
-    staff_client.post(f"{detail(product.pk)}stock/", {"delta": 1})
+    staff_api.post(f"{detail(product.pk)}stock/", {"delta": 1})
 
     response = api_client.get(detail(product.pk), HTTP_IF_NONE_MATCH=etag)
 
@@ -226,10 +227,10 @@ def new_product(in_category, **overrides):
     }
 
 
-def test_staff_create_a_product_with_initial_stock(staff_client):
+def test_staff_create_a_product_with_initial_stock(staff_api):
     category = CategoryFactory()
 
-    response = staff_client.post(PRODUCTS, new_product(category, on_hand=12))
+    response = staff_api.post(PRODUCTS, new_product(category, on_hand=12))
 
     assert response.status_code == 201
     body = response.json()
@@ -249,8 +250,8 @@ def test_staff_create_a_product_with_initial_stock(staff_client):
         ({"sku": ""}, "sku"),
     ],
 )
-def test_bad_product_input_gets_400_naming_the_field(staff_client, overrides, field):
-    response = staff_client.post(PRODUCTS, new_product(CategoryFactory(), **overrides))
+def test_bad_product_input_gets_400_naming_the_field(staff_api, overrides, field):
+    response = staff_api.post(PRODUCTS, new_product(CategoryFactory(), **overrides))
 
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
@@ -258,51 +259,51 @@ def test_bad_product_input_gets_400_naming_the_field(staff_client, overrides, fi
     assert not Product.objects.exists()
 
 
-def test_a_duplicate_sku_is_refused(staff_client):
+def test_a_duplicate_sku_is_refused(staff_api):
     ProductFactory(sku="NEW-1")
-    response = staff_client.post(PRODUCTS, new_product(CategoryFactory()))
+    response = staff_api.post(PRODUCTS, new_product(CategoryFactory()))
     assert response.status_code == 400
     assert "sku" in response.json()["errors"]
 
 
-def test_malformed_json_gets_400_problem(staff_client):
-    response = staff_client.post(PRODUCTS, data="{not json", content_type="application/json")
+def test_malformed_json_gets_400_problem(staff_api):
+    response = staff_api.post(PRODUCTS, data="{not json", content_type="application/json")
     assert response.status_code == 400
     assert response.json()["code"] == "malformed_request"
 
 
-def test_staff_update_a_product(staff_client):
+def test_staff_update_a_product(staff_api):
     product = ProductFactory(price=Decimal("10.00"))
 
-    response = staff_client.patch(detail(product.pk), {"price": "12.00", "name": "Renamed"})
+    response = staff_api.patch(detail(product.pk), {"price": "12.00", "name": "Renamed"})
 
     assert response.status_code == 200
     assert (response.json()["price"], response.json()["name"]) == ("12.00", "Renamed")
 
 
-def test_update_refuses_a_negative_price(staff_client):
+def test_update_refuses_a_negative_price(staff_api):
     product = ProductFactory(price=Decimal("10.00"))
-    response = staff_client.patch(detail(product.pk), {"price": "-1"})
+    response = staff_api.patch(detail(product.pk), {"price": "-1"})
     assert response.status_code == 400
     product.refresh_from_db()
     assert product.price == Decimal("10.00")
 
 
-def test_staff_delete_retires_the_product(staff_client, api_client):
+def test_staff_delete_retires_the_product(staff_api, api_client):
     product = ProductFactory()
 
-    assert staff_client.delete(detail(product.pk)).status_code == 204
+    assert staff_api.delete(detail(product.pk)).status_code == 204
 
     assert api_client.get(detail(product.pk)).status_code == 404
     product.refresh_from_db()
     assert product.active is False
 
 
-def test_staff_receive_and_write_off_stock(staff_client):
+def test_staff_receive_and_write_off_stock(staff_api):
     product = ProductFactory(on_hand=5)
 
-    received = staff_client.post(f"{detail(product.pk)}stock/", {"delta": 10})
-    written_off = staff_client.post(f"{detail(product.pk)}stock/", {"delta": -3})
+    received = staff_api.post(f"{detail(product.pk)}stock/", {"delta": 10})
+    written_off = staff_api.post(f"{detail(product.pk)}stock/", {"delta": -3})
 
     assert received.status_code == 200
     assert received.json() == {
@@ -314,11 +315,11 @@ def test_staff_receive_and_write_off_stock(staff_client):
     assert written_off.json()["on_hand"] == 12
 
 
-def test_stock_cannot_go_below_reserved_units(staff_client):
+def test_stock_cannot_go_below_reserved_units(staff_api):
     product = ProductFactory(on_hand=5)
     stock_reserve(order_id=uuid4(), lines=[LineRequest(product.pk, 4)])
 
-    response = staff_client.post(f"{detail(product.pk)}stock/", {"delta": -2})
+    response = staff_api.post(f"{detail(product.pk)}stock/", {"delta": -2})
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid_stock_adjustment"
@@ -327,10 +328,10 @@ def test_stock_cannot_go_below_reserved_units(staff_client):
 
 
 @pytest.mark.parametrize("delta", [0, "many", None])
-def test_a_bad_stock_delta_gets_400(staff_client, delta):
+def test_a_bad_stock_delta_gets_400(staff_api, delta):
     product = ProductFactory()
     body = {} if delta is None else {"delta": delta}
-    response = staff_client.post(f"{detail(product.pk)}stock/", body)
+    response = staff_api.post(f"{detail(product.pk)}stock/", body)
     assert response.status_code == 400
     assert "delta" in response.json()["errors"]
 
@@ -345,10 +346,10 @@ def test_a_bad_stock_delta_gets_400(staff_client, delta):
         ("post", lambda p: "/api/catalog/categories/", {"name": "X"}),
     ],
 )
-def test_customers_cannot_write(customer_client, method, path_of, body):
+def test_customers_cannot_write(customer_api, method, path_of, body):
     product = ProductFactory(name="Unchanged", on_hand=3)
 
-    response = getattr(customer_client, method)(path_of(product), body)
+    response = getattr(customer_api, method)(path_of(product), body)
 
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
@@ -362,12 +363,36 @@ def test_customers_cannot_write(customer_client, method, path_of, body):
 
 def test_anonymous_clients_cannot_write(api_client):
     response = api_client.post(PRODUCTS, new_product(CategoryFactory()))
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
     assert response.json()["code"] == "not_authenticated"
     assert not Product.objects.exists()
 
 
-def test_staff_create_a_category(staff_client):
-    response = staff_client.post("/api/catalog/categories/", {"name": "Garden & Patio"})
+def test_a_staff_token_signed_with_another_key_cannot_write(api_client, make_token, tmp_path):
+    forged_key = generate_key_pair(tmp_path).private_pem
+    token = make_token(is_staff=True, private_pem=forged_key)
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    response = api_client.post(PRODUCTS, new_product(CategoryFactory()))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert not Product.objects.exists()
+
+
+def test_staff_create_a_category(staff_api):
+    response = staff_api.post("/api/catalog/categories/", {"name": "Garden & Patio"})
     assert response.status_code == 201
     assert response.json()["slug"] == "garden-patio"
+
+
+def test_the_schema_declares_bearer_auth_so_swagger_ui_can_send_a_token(api_client):
+    schema = api_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    create = schema["paths"]["/api/catalog/products/"]["post"]
+    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    assert {"bearerAuth": []} in create["security"]

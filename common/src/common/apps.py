@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class CommonConfig(AppConfig):
     name = "common"
     verbose_name = "Shared mechanisms"
+
+    def ready(self) -> None:
+        from common import schema  # noqa: F401 - registers the Bearer scheme with drf-spectacular

@@ -84,6 +84,28 @@ def broker_config(*, env: environ.Env, var_dir: Path) -> tuple[str, dict[str, An
     return url, options
 
 
+def jwt_config(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
+    """Where token keys live and what tokens must say (see common.auth).
+
+    Locally the gateway writes its keys under ``var/jwt/`` and every service
+    reads the public ones from there; in a cluster services use the JWKS URL.
+    """
+    keys = var_dir / "jwt"
+    return {
+        "ISSUER": env.str("JWT_ISSUER", default="eshop-gateway"),
+        "AUDIENCE": env.str("JWT_AUDIENCE", default="eshop"),
+        "PUBLIC_KEY_FILES": env.list("JWT_PUBLIC_KEY", default=[str(keys / "public.pem")]),
+        "RETIRED_KEYS_DIR": env.str("JWT_RETIRED_KEYS", default=str(keys / "retired")),
+        "JWKS_URL": env.str("JWT_JWKS_URL", default=""),
+        "PRIVATE_KEY_FILE": env.str("JWT_PRIVATE_KEY", default=str(keys / "private.pem")),
+        "LEEWAY_SECONDS": env.int("JWT_LEEWAY_SECONDS", default=5),
+        "KEYS_RELOAD_SECONDS": env.float("JWT_KEYS_RELOAD_SECONDS", default=10.0),
+        "ACCESS_TOKEN_MINUTES": env.int("JWT_ACCESS_TOKEN_MINUTES", default=15),
+        "REFRESH_TOKEN_DAYS": env.int("JWT_REFRESH_TOKEN_DAYS", default=7),
+        "SERVICE_TOKEN_MINUTES": env.int("JWT_SERVICE_TOKEN_MINUTES", default=5),
+    }
+
+
 def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
     """Every Django setting the services share, for the service named ``service``."""
     env = environ.Env()
@@ -162,6 +184,15 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         ],
         "DATABASES": {"default": database_config(env=env, service=service, var_dir=var_dir)},
         "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "AUTH_PASSWORD_VALIDATORS": [
+            {"NAME": f"django.contrib.auth.password_validation.{name}"}
+            for name in (
+                "UserAttributeSimilarityValidator",
+                "MinimumLengthValidator",
+                "CommonPasswordValidator",
+                "NumericPasswordValidator",
+            )
+        ],
         "CACHES": {"default": env.cache_url("CACHE_URL", default="locmemcache://")},
         "LANGUAGE_CODE": "en-us",
         "TIME_ZONE": "UTC",
@@ -174,7 +205,10 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "WHITENOISE_USE_FINDERS": env.bool("WHITENOISE_USE_FINDERS", default=True),
         "CURRENCY": env.str("CURRENCY", default="EUR"),
         "REST_FRAMEWORK": {
+            # Bearer tokens for clients and services; the session only so a
+            # signed-in admin can use the browsable API.
             "DEFAULT_AUTHENTICATION_CLASSES": [
+                "common.auth.JWTAuthentication",
                 "rest_framework.authentication.SessionAuthentication",
             ],
             "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -205,6 +239,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
             "REDOC_DIST": "SIDECAR",
         },
+        "JWT": jwt_config(env=env, var_dir=var_dir),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,

@@ -8,6 +8,7 @@ from rest_framework.decorators import api_view, permission_classes
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
+from common.permissions import IsInternalService
 from common.problems import DomainError
 from common.urls import service_urlpatterns
 
@@ -67,7 +68,30 @@ def crash(request):
     raise RuntimeError("boom")
 
 
+@api_view(["GET"])
+@permission_classes([IsAuthenticated])
+def whoami(request):
+    user = request.user
+    return Response(
+        {
+            "id": user.id,
+            "email": user.email,
+            "is_staff": user.is_staff,
+            "roles": list(user.roles),
+            "scope": list(user.scope),
+        }
+    )
+
+
+@api_view(["GET"])
+@permission_classes([IsInternalService])
+def internal(request):
+    return Response({"caller": request.user.id})
+
+
 urlpatterns = [
+    path("t/whoami/", whoami),
+    path("internal/t/", internal),
     path("t/domain/", domain_error),
     path("t/validation/", validation_error),
     path("t/404/", django_404),

@@ -1,0 +1,1 @@
+from common.testing.tokens import *  # noqa: F403

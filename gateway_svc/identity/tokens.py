@@ -1,0 +1,59 @@
+"""SimpleJWT tokens signed with the gateway's current RS256 key, with a ``kid`` header."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from django.conf import settings
+from rest_framework_simplejwt.backends import TokenBackend
+from rest_framework_simplejwt.exceptions import TokenBackendError, TokenBackendExpiredToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from common.auth import ALGORITHM, InvalidToken, token_decode
+from identity.keys import signing_key
+
+
+class KeyedTokenBackend(TokenBackend):
+    """Signs with the newest key and names it in ``kid``; verifies like every service does."""
+
+    def __init__(self) -> None:
+        config = settings.JWT
+        super().__init__(ALGORITHM, audience=config["AUDIENCE"], issuer=config["ISSUER"])
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        key = signing_key()
+        claims = {**payload, "aud": self.audience, "iss": self.issuer}
+        return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+
+    def decode(self, token: Any, verify: bool = True) -> dict[str, Any]:
+        if not verify:
+            return jwt.decode(token, options={"verify_signature": False})
+        try:
+            return token_decode(str(token), expected_type=None)
+        except InvalidToken as error:
+            if "expired" in str(error):
+                raise TokenBackendExpiredToken(str(error)) from error
+            raise TokenBackendError(str(error)) from error
+
+
+_backend: KeyedTokenBackend | None = None
+
+
+def keyed_backend() -> KeyedTokenBackend:
+    global _backend
+    if _backend is None:
+        _backend = KeyedTokenBackend()
+    return _backend
+
+
+class GatewayAccessToken(AccessToken):
+    def get_token_backend(self) -> TokenBackend:
+        return keyed_backend()
+
+
+class GatewayRefreshToken(RefreshToken):
+    access_token_class = GatewayAccessToken
+
+    def get_token_backend(self) -> TokenBackend:
+        return keyed_backend()

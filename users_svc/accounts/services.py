@@ -1,0 +1,206 @@
+"""Writes of the users service: registration, profiles, addresses and the credit the saga drives."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from accounts.errors import (
+    CreditReservationNotFound,
+    CreditReservationStateConflict,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidCreditLimit,
+    InvalidCreditRequest,
+)
+from accounts.models import Address, CreditAccount, CreditReservation, User, normalize_email
+from accounts.selectors import credit_reservation_get
+
+State = CreditReservation.State
+
+_TAKEN = {"email": ["A user with this email address already exists."]}
+
+
+def user_register(*, email: str, password: str, name: str = "") -> User:
+    """A new customer with the default credit limit; the email is unique whatever its case."""
+    email = normalize_email(email)
+    if User.objects.filter(email=email).exists():
+        raise EmailTaken("One or more fields are not valid; see errors.", errors=_TAKEN)
+    candidate = User(email=email, name=name)
+    try:
+        validate_password(password, user=candidate)
+    except ValidationError as error:
+        raise ValidationError({"password": error.messages}) from error
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(email, password, name=name)
+    except IntegrityError:  # registered concurrently a moment ago
+        raise EmailTaken("One or more fields are not valid; see errors.", errors=_TAKEN) from None
+
+
+def credentials_verify(*, email: str, password: str) -> User:
+    """The active user with these credentials, or ``InvalidCredentials``.
+
+    Django's ``authenticate`` hashes even for unknown emails, so timing does not
+    tell whether an address has an account.
+    """
+    user = authenticate(email=normalize_email(email), password=password)
+    if user is None:
+        raise InvalidCredentials()
+    return user
+
+
+@transaction.atomic
+def user_update_profile(*, user: User, name: str) -> User:
+    user.name = name
+    user.save(update_fields=["name"])
+    return user
+
+
+@transaction.atomic
+def user_update_by_staff(
+    *, user: User, credit_limit: Decimal | None = None, is_active: bool | None = None
+) -> User:
+    """Staff set a customer's credit limit (never below credit in use) or (de)activate them."""
+    if credit_limit is not None:
+        account = CreditAccount.objects.select_for_update().get(user=user)
+        if credit_limit < account.reserved:
+            raise InvalidCreditLimit(
+                "One or more fields are not valid; see errors.",
+                errors={
+                    "credit_limit": [f"Must be at least {account.reserved}, the credit in use."]
+                },
+            )
+        account.credit_limit = credit_limit
+        account.save(update_fields=["credit_limit", "updated_at"])
+    if is_active is not None:
+        user.is_active = is_active
+        user.save(update_fields=["is_active"])
+    user.refresh_from_db()
+    return user
+
+
+@transaction.atomic
+def address_create(*, owner: User, data: dict[str, Any]) -> Address:
+    if data.get("is_default"):
+        Address.objects.filter(owner=owner, is_default=True).update(is_default=False)
+    return Address.objects.create(owner=owner, **data)
+
+
+@transaction.atomic
+def address_update(*, address: Address, data: dict[str, Any]) -> Address:
+    if data.get("is_default"):
+        Address.objects.filter(owner_id=address.owner_id, is_default=True).exclude(
+            pk=address.pk
+        ).update(is_default=False)
+    for field, value in data.items():
+        setattr(address, field, value)
+    address.save()
+    return address
+
+
+@transaction.atomic
+def address_delete(*, address: Address) -> None:
+    address.delete()
+
+
+def _refuse(
+    order_id: UUID, customer_id: int | None, amount: Decimal, reason: str
+) -> CreditReservation:
+    customer = customer_id if User.objects.filter(pk=customer_id).exists() else None
+    return CreditReservation.objects.create(
+        order_id=order_id, customer_id=customer, amount=amount, state=State.REFUSED, reason=reason
+    )
+
+
+def _reserve(order_id: UUID, customer_id: int, amount: Decimal) -> CreditReservation:
+    account = (
+        CreditAccount.objects.select_for_update()
+        .select_related("user")
+        .filter(user_id=customer_id)
+        .first()
+    )
+    if account is None:
+        return _refuse(order_id, None, amount, "customer_not_found")
+    if not account.user.is_active:
+        return _refuse(order_id, customer_id, amount, "customer_inactive")
+    if account.available < amount:
+        return _refuse(order_id, customer_id, amount, "credit_limit_exceeded")
+    CreditAccount.objects.filter(pk=account.pk).update(reserved=F("reserved") + amount)
+    return CreditReservation.objects.create(
+        order_id=order_id, customer_id=customer_id, amount=amount, state=State.HELD
+    )
+
+
+def credit_reserve(*, customer_id: int, order_id: UUID, amount: Decimal) -> CreditReservation:
+    """Hold ``amount`` of the customer's credit for an order, all of it or none.
+
+    Returns the reservation, ``held`` or ``refused`` (``credit_limit_exceeded``,
+    ``customer_not_found``, ``customer_inactive``). Idempotent by order id: a
+    repeated command, even a concurrent one, gets the first outcome.
+    """
+    if amount <= 0:
+        raise InvalidCreditRequest(f"The amount must be positive, not {amount}.")
+    if existing := credit_reservation_get(order_id=order_id):
+        return existing
+    try:
+        with transaction.atomic():
+            return _reserve(order_id, customer_id, amount)
+    except IntegrityError:
+        existing = credit_reservation_get(order_id=order_id)
+        if existing is None:
+            raise
+        return existing
+
+
+def _locked_reservation(order_id: UUID) -> CreditReservation | None:
+    return CreditReservation.objects.select_for_update().filter(order_id=order_id).first()
+
+
+@transaction.atomic
+def credit_capture(*, order_id: UUID) -> CreditReservation:
+    """The order is approved: its held credit is now spent. Idempotent."""
+    reservation = _locked_reservation(order_id)
+    if reservation is None:
+        raise CreditReservationNotFound(f"No credit reservation for order {order_id}.")
+    if reservation.state == State.CAPTURED:
+        return reservation
+    if reservation.state != State.HELD:
+        raise CreditReservationStateConflict(
+            f"The credit reservation for order {order_id} is {reservation.state}; only a held "
+            "one can be captured."
+        )
+    reservation.state = State.CAPTURED
+    reservation.save(update_fields=["state", "updated_at"])
+    return reservation
+
+
+@transaction.atomic
+def credit_release(*, order_id: UUID) -> CreditReservation:
+    """Give the order's credit back (held or captured). Idempotent.
+
+    Releasing an order never reserved leaves a ``released`` marker so a late
+    reserve command for it holds nothing.
+    """
+    reservation = _locked_reservation(order_id)
+    if reservation is None:
+        try:
+            with transaction.atomic():
+                return CreditReservation.objects.create(order_id=order_id, state=State.RELEASED)
+        except IntegrityError:
+            reservation = CreditReservation.objects.select_for_update().get(order_id=order_id)
+    if reservation.state in (State.RELEASED, State.REFUSED):
+        return reservation
+    CreditAccount.objects.filter(pk=reservation.customer_id).update(
+        reserved=F("reserved") - reservation.amount
+    )
+    reservation.state = State.RELEASED
+    reservation.save(update_fields=["state", "updated_at"])
+    return reservation
