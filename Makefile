@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens
 
 # Debian packages the tests use: command -> package.
 DEBIAN_DEPS := docker-compose:docker-compose
@@ -54,6 +54,9 @@ migrate: venv ## Migrate every service's database
 
 seed: migrate ## Load the demo catalog
 	cd catalog_svc && ../$(BIN)/python manage.py seed_catalog
+
+bench-tokens: venv ## Time token signing, issuing and verification (bench/token_bench.py)
+	$(BIN)/python bench/token_bench.py
 
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/

@@ -2,9 +2,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from identity import keys
 
 from common.auth import key_set
+from identity import keys
 
 
 @pytest.fixture

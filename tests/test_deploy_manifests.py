@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +33,8 @@ WORKERS = ("catalog", "users", "orders")
 HEALTH_PATHS = {"/health/", "/ready/"}
 # Host ports compose publishes: the gateway and the operators' UIs, nothing else.
 PUBLISHED_PORTS = {"gateway": {8000}, "rabbitmq": {15672}, "prometheus": {9090}, "jaeger": {16686}}
+# Every service but the gateway verifies tokens with the keys the gateway publishes here.
+JWKS_PATH = "/.well-known/jwks.json"
 
 
 # ------------------------------------------------------------------ helpers
@@ -140,6 +142,78 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
     if isinstance(value, list):
         return dict.fromkeys(value, "service_started")
     return {name: spec.get("condition", "service_started") for name, spec in value.items()}
+
+
+def compose_mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """A compose service's volumes as (source, target, read_only), either syntax."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            mounts.append(
+                (volume.get("source", ""), volume["target"], bool(volume.get("read_only")))
+            )
+        else:
+            source, target, *options = str(volume).split(":")
+            mounts.append((source, target, "ro" in ",".join(options).split(",")))
+    return mounts
+
+
+def mount_holding(mounts: list[tuple[str, str, bool]], path: str) -> tuple[str, str, bool] | None:
+    """The mount whose target folder holds ``path`` (the deepest, as the kernel picks it)."""
+    holding = [m for m in mounts if PurePosixPath(path).is_relative_to(m[1])]
+    return max(holding, key=lambda m: len(m[1]), default=None)
+
+
+def jwt_key_files(environment: dict[str, Any]) -> tuple[str, str]:
+    """Where common.settings.jwt_config looks for the private and public key (the defaults too)."""
+    keys = PurePosixPath(environment["VAR_DIR"]) / "jwt"
+    private = environment.get("JWT_PRIVATE_KEY", str(keys / "private.pem"))
+    public = str(environment.get("JWT_PUBLIC_KEY", str(keys / "public.pem"))).split(",")[0]
+    return private, public
+
+
+def assert_is_the_gateway_jwks(url: str, where: str) -> None:
+    parts = urlsplit(url)
+    assert parts.scheme == "http", where
+    assert parts.hostname == "gateway", where  # the compose service / the k8s Service
+    assert parts.port == SERVICES["gateway"], where
+    assert parts.path == JWKS_PATH, where
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """A k8s container's environment: its ConfigMaps and Secrets, then its own env."""
+    config_maps, secrets = by_name("ConfigMap"), by_name("Secret")
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            environment.update(config_maps[source["configMapRef"]["name"]].get("data", {}))
+        if "secretRef" in source:
+            environment.update(secrets[source["secretRef"]["name"]].get("stringData", {}))
+    for variable in container.get("env", []):
+        environment[variable["name"]] = variable.get("value", "")
+    return environment
+
+
+def ingress_allowed(source: dict[str, Any], target: dict[str, Any], port: int) -> bool:
+    """Whether a NetworkPolicy lets ``source``'s pods reach ``target``'s pods on ``port``."""
+    target_ports = container_ports(pod_spec(target)["containers"][0])
+    for policy in of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if not selects(spec["podSelector"], pod_labels(target)):
+            continue
+        for rule in spec.get("ingress", []):
+            ports = [target_ports.get(p["port"], p["port"]) for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            peers = rule.get("from")
+            if not peers or any(
+                "podSelector" in peer
+                and "namespaceSelector" not in peer  # a pod of this namespace
+                and selects(peer["podSelector"], pod_labels(source))
+                for peer in peers
+            ):
+                return True
+    return False
 
 
 def run_tool(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -284,6 +358,48 @@ def test_prometheus_scrapes_every_service() -> None:
     assert any(v.startswith("./prometheus.yml:/etc/prometheus/prometheus.yml") for v in volumes)
 
 
+def test_compose_gateway_keys_are_generated_before_the_gateway_in_a_shared_volume() -> None:
+    services = compose_services()
+    volumes = compose().get("volumes") or {}
+    makers = [
+        name
+        for name, spec in services.items()
+        if "manage.py generate_jwt_keys" in command_text(spec.get("command", ""))
+    ]
+    assert makers, "no one-off runs `manage.py generate_jwt_keys`"
+    gateway = services["gateway"]
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    for name in makers:
+        maker = services[name]
+        assert maker["working_dir"] == "/app/gateway_svc", name
+        assert maker["restart"] == "no", f"{name} is a one-off"
+        assert depends_on(gateway).get(name) == "service_completed_successfully", name
+        # Both containers resolve the key files to the same place in the same named volume.
+        assert jwt_key_files(maker["environment"]) == jwt_key_files(gateway["environment"]), name
+        for path in jwt_key_files(gateway["environment"]):
+            made = mount_holding(compose_mounts(maker), path)
+            used = mount_holding(compose_mounts(gateway), path)
+            assert made, f"{path} is not in a volume of {name}"
+            assert used, f"{path} is not in a volume of the gateway"
+            assert made[0] in volumes, f"{path}: {made[0]} is not a named volume"
+            assert (made[0], made[1]) == (used[0], used[1]), f"{path}: not one shared volume"
+            assert not made[2], f"{name} must be able to write {path}"
+            # A new named volume takes the owner of the image's folder: the app user's.
+            assert f"mkdir -p {made[1]}" in dockerfile, f"the image does not create {made[1]}"
+
+
+def test_compose_services_verify_tokens_with_the_gateway_jwks() -> None:
+    services = compose_services()
+    for name in [*(s for s in SERVICES if s != "gateway"), *(f"{w}-worker" for w in WORKERS)]:
+        environment = services[name]["environment"]
+        assert "JWT_JWKS_URL" in environment, f"{name} has no JWT_JWKS_URL"
+        assert_is_the_gateway_jwks(environment["JWT_JWKS_URL"], name)
+    for name, spec in services.items():
+        if name.split("-")[0] == "gateway" and "environment" in spec:
+            # The gateway reads its own key files (refresh tokens): never a JWKS URL.
+            assert "JWT_JWKS_URL" not in spec["environment"], name
+
+
 # ------------------------------------------------------------------ k8s: schemas
 
 
@@ -404,6 +520,7 @@ def test_pods_run_non_root_on_a_read_only_filesystem_with_limits() -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"]["runAsUser"] != 0, name
         empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+        secrets = {v["name"] for v in spec["volumes"] if "secret" in v}
         for container in all_containers(deployment):
             where = f"{name}/{container['name']}"
             security = container["securityContext"]
@@ -413,7 +530,9 @@ def test_pods_run_non_root_on_a_read_only_filesystem_with_limits() -> None:
             for key in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][key]), where
             for mount in container.get("volumeMounts", []):
-                assert mount["name"] in empty_dirs, where
+                writable = mount["name"] in empty_dirs
+                read_only_secret = mount["name"] in secrets and mount.get("readOnly") is True
+                assert writable or read_only_secret, f"{where} {mount['name']}"
         mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
         assert {"/app/var", "/tmp"} <= set(mounts), name  # noqa: S108 (mount paths)
 
@@ -434,6 +553,49 @@ def test_secrets_hold_placeholders_only() -> None:
         assert "data" not in secret, "the template uses stringData placeholders"
         for key, value in secret["stringData"].items():
             assert "REPLACE_ME" in value, f"{secret['metadata']['name']}.{key} is not a placeholder"
+
+
+def test_gateway_reads_its_keys_from_a_read_only_secret_volume() -> None:
+    gateway = by_name("Deployment")["gateway"]
+    (web,) = pod_spec(gateway)["containers"]
+    environment = container_env(web)
+    volumes = {v["name"]: v for v in pod_spec(gateway)["volumes"]}
+    mounts = {m["mountPath"]: m for m in web.get("volumeMounts", [])}
+    secrets = by_name("Secret")
+    for variable in ("JWT_PRIVATE_KEY", "JWT_PUBLIC_KEY"):
+        path = PurePosixPath(environment[variable].split(",")[0])
+        assert str(path.parent) in mounts, f"{variable}={path} is not in a mounted volume"
+        mount = mounts[str(path.parent)]
+        assert mount.get("readOnly") is True, variable
+        assert "subPath" not in mount, f"{variable}: a subPath mount never sees Secret updates"
+        source = volumes[mount["name"]]["secret"]
+        assert source["secretName"] in secrets, f"{variable}: no Secret {source['secretName']}"
+        keys = {item["path"]: item["key"] for item in source.get("items", [])}
+        assert path.name in keys, f"{variable}: {path.name} is not an item of the Secret"
+        assert keys[path.name] in secrets[source["secretName"]]["stringData"], variable
+        if variable == "JWT_PRIVATE_KEY":
+            item = next(i for i in source["items"] if i["path"] == path.name)
+            mode = item.get("mode", source.get("defaultMode", 0o644))
+            assert mode & 0o077 == 0, f"the private key is mode {mode:o}, not owner-only"
+    # Retired public keys: a folder of its own, from a Secret made at the first rotation.
+    retired = mounts[environment["JWT_RETIRED_KEYS"]]
+    assert retired.get("readOnly") is True
+    assert "secret" in volumes[retired["name"]]
+
+
+def test_services_verify_tokens_with_the_gateway_jwks() -> None:
+    deployments = by_name("Deployment")
+    for name in [*(s for s in SERVICES if s != "gateway"), *(f"{w}-worker" for w in WORKERS)]:
+        (container,) = pod_spec(deployments[name])["containers"]
+        environment = container_env(container)
+        assert "JWT_JWKS_URL" in environment, f"{name} has no JWT_JWKS_URL"
+        assert_is_the_gateway_jwks(environment["JWT_JWKS_URL"], name)
+    assert SERVICES["gateway"] in {
+        p["port"] for p in by_name("Service")["gateway"]["spec"]["ports"]
+    }
+    # The gateway verifies refresh tokens with its own key files: never a JWKS URL.
+    for container in all_containers(deployments["gateway"]):
+        assert "JWT_JWKS_URL" not in container_env(container), container["name"]
 
 
 # ------------------------------------------------------------------ k8s: traffic
@@ -498,6 +660,13 @@ def test_network_policies() -> None:
         assert rule["ports"] == [{"protocol": "TCP", "port": SERVICES[backend]}]
         (peer,) = rule["from"]
         assert deployments_selected_by(peer["podSelector"]) == [by_name("Deployment")["gateway"]]
+
+
+def test_network_policies_let_every_service_fetch_the_gateway_jwks() -> None:
+    deployments = by_name("Deployment")
+    gateway = deployments["gateway"]
+    for name in [*(s for s in SERVICES if s != "gateway"), *(f"{w}-worker" for w in WORKERS)]:
+        assert ingress_allowed(deployments[name], gateway, SERVICES["gateway"]), name
 
 
 def test_ingress_sends_everything_to_the_gateway() -> None:

@@ -1,9 +1,9 @@
 """URLs of the gateway."""
 
 from django.urls import include, path
-from identity.apis import JwksApi
 
 from common.urls import service_urlpatterns
+from identity.apis import JwksApi
 
 urlpatterns = [
     path("api/auth/", include("identity.urls")),
