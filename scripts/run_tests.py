@@ -22,6 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# Two runs on one PostgreSQL (say a clean clone beside a working tree) need
+# different test databases: TEST_DB_SUFFIX=b gives test_catalog_b and so on.
+DB_SUFFIX = f"_{os.environ['TEST_DB_SUFFIX']}" if os.environ.get("TEST_DB_SUFFIX") else ""
 
 # name -> (path, settings module); None settings: no Django in the test process itself.
 SUITES: dict[str, tuple[str, str | None]] = {
@@ -39,7 +42,7 @@ def run_suite(name: str, extra_args: list[str], results_dir: Path) -> tuple[int,
     junit = results_dir / f"{name}.xml"
     env = {
         **os.environ,
-        "DATABASE_URL": f"{POSTGRES_URL.rstrip('/')}/{name}",
+        "DATABASE_URL": f"{POSTGRES_URL.rstrip('/')}/{name}{DB_SUFFIX}",
         "BROKER_URL": BROKER_URL,
         "TEST_POSTGRES_URL": POSTGRES_URL,
         "TEST_BROKER_URL": BROKER_URL,
