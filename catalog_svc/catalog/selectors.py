@@ -12,17 +12,20 @@ from catalog.models import Category, Product, StockReservation
 
 
 def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
-    """Products with their category and ``stock_available`` in one query."""
-    products = Product.objects.select_related("category", "stock").annotate(
+    """Products with ``stock_available`` computed in SQL, so lists filter and sort on it."""
+    products = Product.objects.annotate(
         stock_available=Coalesce(F("stock__on_hand") - F("stock__reserved"), Value(0))
     )
     return products if include_inactive else products.filter(active=True)
 
 
 def product_get(*, product_id: int, include_inactive: bool = False) -> Product:
-    """One product; inactive ones exist only for staff."""
+    """One product with its stock row (one query); inactive ones exist only for staff."""
+    products = Product.objects.select_related("stock")
+    if not include_inactive:
+        products = products.filter(active=True)
     try:
-        return product_list(include_inactive=include_inactive).get(pk=product_id)
+        return products.get(pk=product_id)
     except (Product.DoesNotExist, ValueError, TypeError):
         raise ProductNotFound(f"There is no product with id {product_id}.") from None
 
