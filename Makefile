@@ -7,10 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway
 
 # Debian packages the tests use: command -> package.
-DEBIAN_DEPS := docker-compose:docker-compose
+DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,6 +57,21 @@ seed: migrate ## Load the demo catalog
 
 bench-tokens: venv ## Time token signing, issuing and verification (bench/token_bench.py)
 	$(BIN)/python bench/token_bench.py
+
+# BENCH_ARGS passes options through, e.g. make bench-gateway BENCH_ARGS="--duration 3s --rounds 1".
+# Debian's nginx package may start a system nginx on port 80: stopped at once,
+# the benchmark runs its own with its own config under a temp dir.
+bench-gateway: venv ## Proxy cost: catalog direct vs gateway vs nginx (bench/gateway_bench.py)
+	@missing=""; command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then sudo=""; else sudo=sudo; fi; \
+	  $$sudo apt-get update -q && $$sudo apt-get install -y -q $$missing || exit 1; \
+	  case "$$missing" in *nginx*) $$sudo service nginx stop >/dev/null 2>&1 \
+	    || $$sudo nginx -s stop >/dev/null 2>&1 || true;; esac; \
+	fi
+	$(BIN)/python bench/gateway_bench.py $(BENCH_ARGS)
 
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/

@@ -21,6 +21,50 @@ echo "==> gateway: JWT signing key (created on first start)"
 echo "==> catalog: seed demo products"
 (cd catalog_svc && python manage.py seed_catalog)
 
+# Service discovery (common.discovery): static by default. DISCOVERY=etcd also runs a
+# local etcd (data in var/etcd/) and a register_service sidecar per service, from a
+# combined Procfile written to var/Procfile.etcd.
+DISCOVERY=${DISCOVERY:-static}
+procfile=Procfile
+case "$DISCOVERY" in
+  etcd)
+    ETCD_URL=${ETCD_URL:-http://127.0.0.1:2379}
+    export DISCOVERY ETCD_URL
+    mkdir -p var
+    cp Procfile var/Procfile.etcd
+    if [ "$ETCD_URL" != "http://127.0.0.1:2379" ]; then
+      discovery="etcd at ${ETCD_URL} (not started here)"
+    elif (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; then
+      discovery="etcd at ${ETCD_URL} (already running, not started here)"
+    else
+      command -v etcd >/dev/null || {
+        echo "DISCOVERY=etcd needs etcd: run 'make system-deps' (Debian package etcd-server)" >&2
+        exit 1
+      }
+      mkdir -p var/etcd && chmod 700 var/etcd
+      # etcd reads ETCD_* variables as flags: ours are for the services, not for it.
+      echo "etcd: exec env -u ETCD_URL -u ETCD_PREFIX etcd --name eshop-local --data-dir var/etcd" \
+        "--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379" \
+        "--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380" \
+        "--initial-cluster eshop-local=http://127.0.0.1:2380 --logger zap --log-level warn" \
+        >> var/Procfile.etcd
+      discovery="etcd at ${ETCD_URL} (local, data in var/etcd/)"
+    fi
+    port=8001
+    for service in catalog users orders; do
+      bind_variable="${service^^}_BIND"
+      bind=${!bind_variable:-127.0.0.1:${port}}
+      echo "${service}_registrar: cd ${service}_svc && exec python manage.py register_service" \
+        "--name ${service} --url http://127.0.0.1:${bind##*:}" >> var/Procfile.etcd
+      port=$((port + 1))
+    done
+    discovery="${discovery}; a register_service sidecar per service"
+    procfile=var/Procfile.etcd
+    ;;
+  dns) discovery="dns (CATALOG_DNS, USERS_DNS, ORDERS_DNS)" ;;
+  *) discovery="${DISCOVERY} (CATALOG_URL, USERS_URL, ORDERS_URL)" ;;
+esac
+
 cat <<BANNER
 
   E-commerce platform, embedded mode (SQLite in var/, filesystem broker in var/broker/)
@@ -30,6 +74,7 @@ cat <<BANNER
     users     http://127.0.0.1:8002/api/users/register/   me /api/users/me/
     orders    http://127.0.0.1:8003/admin/
     every service: /health/  /ready/  /metrics  /api/schema/  /api/docs/
+    service discovery: ${discovery}
 
   Demo staff user: ${DEMO_ADMIN_EMAIL} / ${DEMO_ADMIN_PASSWORD}
     (a customer account with staff rights in users_svc, so it logs in at the gateway,
@@ -37,4 +82,5 @@ cat <<BANNER
   Ctrl-C stops everything.
 
 BANNER
-exec honcho start -f Procfile
+# -d .: the combined Procfile lives in var/ but its commands run from the repository root.
+exec honcho start -d . -f "$procfile"

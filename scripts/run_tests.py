@@ -93,8 +93,10 @@ def summary_line(totals: dict[str, float], seconds: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suites", nargs="*", help=f"some of {', '.join(SUITES)}; default: all")
-    args, extra = parser.parse_known_args()
-    extra = [a for a in extra if a != "--"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    extra = argv[split + 1 :]  # passed on to pytest
     if unknown := set(args.suites) - set(SUITES):
         parser.error(f"unknown suites: {', '.join(sorted(unknown))}")
     results_dir = REPO / "var" / "test-results"

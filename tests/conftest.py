@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from common.discovery.testing import EtcdServer
 from tests.harness import ServiceLauncher
 
 
@@ -24,3 +25,17 @@ def services(tmp_path: Path) -> Iterator[ServiceLauncher]:
         yield launcher
     finally:
         launcher.stop_all()
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd on free loopback ports (``.url``); ``.stop()`` then ``.start()`` restarts it."""
+    with EtcdServer(data_dir=tmp_path / "etcd") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """Like ``etcd``, shared by the tests of one module."""
+    with EtcdServer(data_dir=tmp_path_factory.mktemp("etcd") / "data") as server:
+        yield server

@@ -9,6 +9,7 @@ Used by the cross-service tests (gateway, saga, chaos) through the
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,14 +17,18 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg2
 from psycopg2 import sql
+
+if TYPE_CHECKING:
+    from common.discovery.testing import EtcdServer
 
 REPO = Path(__file__).resolve().parents[1]
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
@@ -31,8 +36,22 @@ BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:567
 READY_TIMEOUT = float(os.environ.get("TEST_READY_TIMEOUT", "60"))
 
 SEED_COMMANDS = {"catalog": ["seed_catalog", "--no-progress"]}
+# What gunicorn serves: a WSGI app, except for the gateway's ASGI proxy (uvicorn workers).
+SERVER_APP = {
+    "gateway": ["-k", "gateway_svc.workers.GatewayWorker", "gateway_svc.asgi:application"]
+}
 # Run before a service starts, whatever the test asks for.
 PREPARE_COMMANDS = {"gateway": [["generate_jwt_keys"]]}
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``condition`` until it is truthy or ``timeout`` passes; its last answer decides."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
 
 
 def free_port() -> int:
@@ -110,11 +129,17 @@ class RunningService:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start(self) -> None:
+    def start(self, command: list[str] | None = None) -> None:
+        """Start the server; ``command`` replaces the default gunicorn command line.
+
+        The replacement runs in the service's folder with its environment and
+        must listen on this service's port (benchmarks try other server models).
+        """
         port = urlsplit(self.url).port
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
+            command
+            or [
                 sys.executable,
                 "-m",
                 "gunicorn",
@@ -122,7 +147,7 @@ class RunningService:
                 "python:common.gunicorn_conf",
                 "--bind",
                 f"127.0.0.1:{port}",
-                f"{self.name}_svc.wsgi",
+                *SERVER_APP.get(self.name, [f"{self.name}_svc.wsgi"]),
             ],
             cwd=self.project_dir,
             env=self.env,
@@ -175,8 +200,16 @@ class ServiceLauncher:
         seed: bool = False,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        command: list[str] | None = None,
+        instance_of: RunningService | None = None,
     ) -> RunningService:
-        database_name = f"it_{name}_{uuid.uuid4().hex[:10]}"
+        """Start a service on a new database, or, with ``instance_of``, another instance
+        of a running service on that one's database."""
+        if instance_of is not None:
+            database_name, database_url = "", instance_of.env["DATABASE_URL"]
+        else:
+            database_name = f"it_{name}_{uuid.uuid4().hex[:10]}"
+            database_url = database_create(database_name)
         var_dir = self.workdir / f"{name}-{len(self.running)}"
         var_dir.mkdir(parents=True)
         service = RunningService(
@@ -186,7 +219,7 @@ class ServiceLauncher:
             env={
                 **os.environ,
                 "ENVIRONMENT": "local",
-                "DATABASE_URL": database_create(database_name),
+                "DATABASE_URL": database_url,
                 "BROKER_URL": BROKER_URL,
                 "VAR_DIR": str(var_dir),
                 "WEB_CONCURRENCY": "1",
@@ -195,16 +228,51 @@ class ServiceLauncher:
             log_path=var_dir / "service.log",
         )
         self.running.append(service)
-        service.manage("migrate", "--noinput", "-v", "0")
-        for command in PREPARE_COMMANDS.get(name, []):
-            service.manage(*command)
-        if seed and name in SEED_COMMANDS:
-            service.manage(*SEED_COMMANDS[name])
-        service.start()
+        if instance_of is None:
+            service.manage("migrate", "--noinput", "-v", "0")
+            for prepare in PREPARE_COMMANDS.get(name, []):
+                service.manage(*prepare)
+            if seed and name in SEED_COMMANDS:
+                service.manage(*SEED_COMMANDS[name])
+        service.start(command)
         return service
 
     def stop_all(self) -> None:
         for service in reversed(self.running):
             service.stop()
-            database_drop(service.database_name)
+            if service.database_name:
+                database_drop(service.database_name)
         self.running.clear()
+
+
+class Sidecar:
+    """``manage.py register_service`` for one service, as a process of its own."""
+
+    def __init__(self, service: RunningService, etcd: EtcdServer, *, ttl: int) -> None:
+        self.etcd = etcd
+        port = service.url.rsplit(":", 1)[1]
+        self.key = f"/services/{service.name}/{service.name}-127.0.0.1-{port}"
+        self.log_path = service.var_dir / "sidecar.log"
+        env = {
+            **service.env,
+            "DISCOVERY": "etcd",
+            "ETCD_URL": etcd.url,
+            "LOG_FORMAT": "plain",
+        }
+        command = [sys.executable, "manage.py", "register_service", "--name", service.name]
+        command += ["--url", service.url, "--ttl", str(ttl)]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=service.project_dir, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def entry(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The registration as etcd holds it now: (value, metadata), or None."""
+        found = self.etcd.client().get(self.key, metadata=True)
+        if not found:
+            return None
+        value, metadata = found[0]
+        return json.loads(value), metadata
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")

@@ -31,6 +31,8 @@ NAMESPACE = "eshop"
 SERVICES = {"gateway": 8000, "catalog": 8001, "users": 8002, "orders": 8003}
 WORKERS = ("catalog", "users", "orders")
 HEALTH_PATHS = {"/health/", "/ready/"}
+# What gunicorn serves per service: WSGI, except the gateway's ASGI proxy (uvicorn workers).
+SERVER_APP = {"gateway": "gateway_svc.asgi:application"}
 # Host ports compose publishes: the gateway and the operators' UIs, nothing else.
 PUBLISHED_PORTS = {"gateway": {8000}, "rabbitmq": {15672}, "prometheus": {9090}, "jaeger": {16686}}
 # Every service but the gateway verifies tokens with the keys the gateway publishes here.
@@ -295,7 +297,9 @@ def test_compose_web_service(service: str, port: int) -> None:
     assert spec["working_dir"] == f"/app/{service}_svc"
     command = command_text(spec["command"])
     assert command.startswith("gunicorn -c python:common.gunicorn_conf")
-    assert f"--bind 0.0.0.0:{port} {service}_svc.wsgi" in command
+    assert f"--bind 0.0.0.0:{port} {SERVER_APP.get(service, f'{service}_svc.wsgi')}" in command
+    if service == "gateway":
+        assert "-k gateway_svc.workers.GatewayWorker" in command
     assert f"http://127.0.0.1:{port}/ready/" in command_text(spec["healthcheck"]["test"])
     assert depends_on(spec)[f"{service}-migrate"] == "service_completed_successfully"
 
@@ -477,7 +481,12 @@ def test_web_deployment(service: str, port: int) -> None:
     assert deployment["spec"]["replicas"] == 2
     (web,) = pod_spec(deployment)["containers"]
     assert web["workingDir"] == f"/app/{service}_svc"
-    assert web["command"][-2:] == [f"0.0.0.0:{port}", f"{service}_svc.wsgi"]
+    assert web["command"][-2:] == [
+        f"0.0.0.0:{port}",
+        SERVER_APP.get(service, f"{service}_svc.wsgi"),
+    ]
+    if service == "gateway":
+        assert "gateway_svc.workers.GatewayWorker" in web["command"]
     assert container_ports(web)["http"] == port
     kinds = dict(probes(web))
     assert kinds["livenessProbe"]["httpGet"]["path"] == "/health/"

@@ -1,4 +1,7 @@
-"""ASGI entry point of the gateway service."""
+"""ASGI entry point of the gateway: the lean proxy path in front of Django.
+
+Served by gunicorn with uvicorn workers (see the Procfile and README for why).
+"""
 
 import os
 
@@ -6,4 +9,8 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_svc.settings")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from proxy.app import GatewayApp  # noqa: E402 - needs Django set up first
+
+application = GatewayApp(django_application)

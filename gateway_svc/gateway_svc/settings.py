@@ -20,16 +20,45 @@ INSTALLED_APPS = [
     *_defaults["INSTALLED_APPS"],
     "rest_framework_simplejwt.token_blacklist",
     "identity.apps.IdentityConfig",
+    "proxy.apps.ProxyConfig",
 ]
 ROOT_URLCONF = "gateway_svc.urls"
 WSGI_APPLICATION = "gateway_svc.wsgi.application"
 
-# Where each upstream answers (static discovery; the gateway issue adds etcd and DNS).
-SERVICE_URLS = {
-    "catalog": env.str("CATALOG_URL", default="http://127.0.0.1:8001"),
-    "users": env.str("USERS_URL", default="http://127.0.0.1:8002"),
-    "orders": env.str("ORDERS_URL", default="http://127.0.0.1:8003"),
+# The proxy (proxy/): what goes where and on which terms. Upstream addresses come
+# from service discovery (DISCOVERY in common settings: static, etcd or dns).
+_cache_url = env.str("CACHE_URL", default="")
+GATEWAY = {
+    "ROUTE_DEFAULTS": {
+        "connect_timeout": env.float("GATEWAY_CONNECT_TIMEOUT", default=1.0),
+        "read_timeout": env.float("GATEWAY_READ_TIMEOUT", default=10.0),
+        "retries": env.int("GATEWAY_RETRIES", default=2),
+        "max_body_bytes": env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576),
+        "anonymous_rate": env.str("GATEWAY_RATE_LIMIT_ANONYMOUS", default="300/min"),
+        "authenticated_rate": env.str("GATEWAY_RATE_LIMIT_AUTHENTICATED", default="1200/min"),
+    },
+    # Per service: which requests need no token, and any default to override;
+    # GATEWAY_ROUTE_OVERRIDES (JSON) overrides more, e.g. {"orders": {"read_timeout": 5}}.
+    "ROUTES": {
+        "catalog": {"public": [(["GET", "HEAD", "OPTIONS"], "/api/catalog/")]},
+        "users": {"public": [(["POST", "OPTIONS"], "/api/users/register/")]},
+        "orders": {},
+    },
+    "BULKHEAD_LIMIT": env.int("GATEWAY_BULKHEAD_LIMIT", default=100),
+    "BREAKER_FAIL_MAX": env.int("GATEWAY_BREAKER_FAIL_MAX", default=5),
+    "BREAKER_RESET_TIMEOUT": env.float("GATEWAY_BREAKER_RESET_TIMEOUT", default=10.0),
+    # Shared rate-limit counters and breaker states across workers and replicas.
+    "REDIS_URL": env.str(
+        "GATEWAY_REDIS_URL", default=_cache_url if _cache_url.startswith("redis") else ""
+    ),
+    # Key prefix in Redis, so several gateways (or test runs) can share one server.
+    "REDIS_PREFIX": env.str("GATEWAY_REDIS_PREFIX", default="gateway"),
+    "ACCESS_LOG": env.bool("ACCESS_LOG", default=True),
+    "SCHEMA_TTL_SECONDS": env.float("GATEWAY_SCHEMA_TTL_SECONDS", default=30.0),
+    "DISCOVERY_BACKEND": _defaults["DISCOVERY"]["BACKEND"],
 }
+for _service, _overrides in env.json("GATEWAY_ROUTE_OVERRIDES", default={}).items():
+    GATEWAY["ROUTES"].setdefault(_service, {}).update(_overrides)
 
 # Tokens: SimpleJWT issues them (signed by identity.tokens.KeyedTokenBackend with
 # the key files in JWT); every service verifies them with common.auth.

@@ -1,6 +1,8 @@
-"""URLs of the gateway."""
+"""URLs of the gateway (Django's part; the proxy path never gets here, see proxy/app.py)."""
 
 from django.urls import include, path
+from drf_spectacular.views import SpectacularSwaggerView
+from proxy.apis import GatewayStatusApi, MergedSchemaApi
 
 from common.urls import service_urlpatterns
 from identity.apis import JwksApi
@@ -8,6 +10,10 @@ from identity.apis import JwksApi
 urlpatterns = [
     path("api/auth/", include("identity.urls")),
     path(".well-known/jwks.json", JwksApi.as_view(), name="jwks"),
+    # The whole system's API document; before the common patterns so it wins.
+    path("api/schema/", MergedSchemaApi.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("internal/status/", GatewayStatusApi.as_view(), name="gateway-status"),
     *service_urlpatterns(),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import httpx
 from django.conf import settings
 from rest_framework import status
 
+from common.discovery import discovery_from_settings
 from common.problems import DomainError
 
 
@@ -46,33 +48,30 @@ class _ServiceTokenCache:
 
 
 service_token = _ServiceTokenCache()
-_client: httpx.Client | None = None
-_client_lock = threading.Lock()
-
-
-def users_client() -> httpx.Client:
-    """One pooled keep-alive client for the process."""
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = httpx.Client(
-                    base_url=settings.SERVICE_URLS["users"],
-                    timeout=httpx.Timeout(5.0, connect=2.0),
-                )
-    return _client
+# One pooled keep-alive client for the process (httpx.Client is thread-safe).
+_client = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0))
+_turn = itertools.count()
 
 
 def _call(method: str, path: str, **kwargs: Any) -> httpx.Response:
-    try:
-        response = users_client().request(
-            method, path, headers={"Authorization": f"Bearer {service_token.get()}"}, **kwargs
-        )
-    except httpx.TransportError as error:
-        raise UpstreamUnavailable("The users service cannot be reached.") from error
-    if response.status_code >= 500:
-        raise UpstreamUnavailable(f"The users service answered {response.status_code}.")
-    return response
+    """Call users_svc, trying each instance discovery knows (round-robin) until one answers."""
+    discovery = discovery_from_settings()
+    discovery.start()  # idempotent; the proxy's runtime usually started it already
+    instances = discovery.instances("users")
+    if not instances:
+        raise UpstreamUnavailable("No instance of the users service is registered.")
+    start = next(_turn)
+    headers = {"Authorization": f"Bearer {service_token.get()}"}
+    for offset in range(len(instances)):
+        instance = instances[(start + offset) % len(instances)]
+        try:
+            response = _client.request(method, instance.url + path, headers=headers, **kwargs)
+        except httpx.TransportError:
+            continue  # this instance is gone; the next may answer
+        if response.status_code >= 500:
+            raise UpstreamUnavailable(f"The users service answered {response.status_code}.")
+        return response
+    raise UpstreamUnavailable("The users service cannot be reached.")
 
 
 def credentials_check(*, email: str, password: str) -> dict[str, Any]:

@@ -11,6 +11,8 @@ rotation reaches running services.
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -139,12 +141,21 @@ class InvalidToken(Exception):
     """The token cannot be trusted; the message says why (safe to show the client)."""
 
 
+def _unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, read without PyJWT's full parse (jwt.decode parses the token anyway)."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error) as error:
+        raise InvalidToken("The token is malformed.") from error
+    if not isinstance(header, dict):
+        raise InvalidToken("The token is malformed.")
+    return header
+
+
 def token_decode(token: str, *, expected_type: str | None = "access") -> dict[str, Any]:
     """Verify signature, algorithm, expiry, issuer, audience and type; return the claims."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as error:
-        raise InvalidToken("The token is malformed.") from error
+    header = _unverified_header(token)
     if header.get("alg") != ALGORITHM:
         raise InvalidToken(f"Only {ALGORITHM} tokens are accepted.")
     public_key = key_set.get(str(header.get("kid", "")))
@@ -168,6 +179,36 @@ def token_decode(token: str, *, expected_type: str | None = "access") -> dict[st
     if expected_type and claims.get("token_type") != expected_type:
         raise InvalidToken(f"An {expected_type} token is required.")
     return claims
+
+
+class VerifiedTokens:
+    """Tokens already verified, remembered until they expire (at most ``capacity`` of them).
+
+    A token's signature and claims never change, so one RS256 check per token,
+    not per request, is enough; the expiry is checked on every use. Shared by
+    threads: a lost race costs one extra verification, nothing more.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.capacity = capacity
+        self._claims: dict[str, dict[str, Any]] = {}
+
+    def verify(self, token: str) -> dict[str, Any]:
+        claims = self._claims.get(token)
+        if claims is not None and claims["exp"] > time.time():
+            return claims
+        claims = token_decode(token)
+        if len(self._claims) >= self.capacity:
+            with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+                del self._claims[next(iter(self._claims))]  # the oldest
+        self._claims[token] = claims
+        return claims
+
+    def clear(self) -> None:
+        self._claims.clear()
+
+
+verified_tokens = VerifiedTokens()
 
 
 @dataclass(frozen=True)
@@ -225,7 +266,7 @@ class JWTAuthentication(authentication.BaseAuthentication):
                 "The Authorization header must be 'Bearer <token>'."
             )
         try:
-            claims = token_decode(header[1].decode("latin-1"))
+            claims = verified_tokens.verify(header[1].decode("latin-1"))
         except InvalidToken as error:
             raise exceptions.AuthenticationFailed(str(error)) from error
         return TokenUser.from_claims(claims), claims

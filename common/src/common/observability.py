@@ -53,7 +53,10 @@ class LogContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
-        record.request_id = current_request_id()
+        if not hasattr(
+            record, "request_id"
+        ):  # a logger call may name it (the gateway's access log)
+            record.request_id = current_request_id()
         return True
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -103,6 +104,69 @@ def jwt_config(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
         "ACCESS_TOKEN_MINUTES": env.int("JWT_ACCESS_TOKEN_MINUTES", default=15),
         "REFRESH_TOKEN_DAYS": env.int("JWT_REFRESH_TOKEN_DAYS", default=7),
         "SERVICE_TOKEN_MINUTES": env.int("JWT_SERVICE_TOKEN_MINUTES", default=5),
+    }
+
+
+# Services the gateway finds through discovery, with their local defaults.
+DISCOVERED_SERVICES = {"catalog": 8001, "users": 8002, "orders": 8003}
+DISCOVERY_BACKENDS = ("static", "etcd", "dns")
+
+
+def _check_base_url(url: str, *, variable: str) -> str:
+    """A base URL without a trailing slash, or a clear error naming the variable."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImproperlyConfigured(f"{variable}: {url!r} is not an http(s)://host[:port] URL.")
+    return url.rstrip("/")
+
+
+def discovery_config(*, env: environ.Env) -> dict[str, Any]:
+    """How the gateway finds service instances (see common.discovery).
+
+    One backend per process: ``static`` reads addresses from the environment
+    (several comma-separated URLs mean several instances), ``etcd`` watches the
+    instances that ``manage.py register_service`` keeps registered, ``dns``
+    resolves Kubernetes Service names. A mistyped value stops boot here rather
+    than leaving the gateway with no upstreams.
+    """
+    backend = env.str("DISCOVERY", default="static").strip().lower()
+    if backend not in DISCOVERY_BACKENDS:
+        raise ImproperlyConfigured(
+            f"DISCOVERY={backend!r} is not a discovery backend; use one of "
+            f"{', '.join(DISCOVERY_BACKENDS)}."
+        )
+    static: dict[str, list[str]] = {}
+    dns: dict[str, str] = {}
+    for service, port in DISCOVERED_SERVICES.items():
+        variable = f"{service.upper()}_URL"
+        urls = env.list(variable, default=[f"http://127.0.0.1:{port}"])
+        static[service] = [
+            _check_base_url(url.strip(), variable=variable) for url in urls if url.strip()
+        ]
+        target = env.str(f"{service.upper()}_DNS", default=f"{service}:{port}").strip()
+        host, _, dns_port = target.rpartition(":")
+        if not host or not dns_port.isdigit():
+            raise ImproperlyConfigured(f"{service.upper()}_DNS: {target!r} is not host:port.")
+        dns[service] = target
+    etcd_url = _check_base_url(
+        env.str("ETCD_URL", default="http://127.0.0.1:2379"), variable="ETCD_URL"
+    )
+    lease_ttl = env.int("DISCOVERY_LEASE_TTL", default=10)
+    if lease_ttl < 2:
+        # The sidecar refreshes every ttl/3 s; under 2 s one slow round would drop the instance.
+        raise ImproperlyConfigured(f"DISCOVERY_LEASE_TTL must be at least 2 (got {lease_ttl}).")
+    dns_refresh = env.float("DNS_REFRESH_SECONDS", default=5.0)
+    if dns_refresh <= 0:
+        raise ImproperlyConfigured(f"DNS_REFRESH_SECONDS must be positive (got {dns_refresh}).")
+    prefix = env.str("ETCD_PREFIX", default="/services/")
+    return {
+        "BACKEND": backend,
+        "STATIC": static,
+        "ETCD_URL": etcd_url,
+        "ETCD_PREFIX": prefix if prefix.endswith("/") else f"{prefix}/",
+        "LEASE_TTL": lease_ttl,
+        "DNS": dns,
+        "DNS_REFRESH_SECONDS": dns_refresh,
     }
 
 
@@ -240,6 +304,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "REDOC_DIST": "SIDECAR",
         },
         "JWT": jwt_config(env=env, var_dir=var_dir),
+        "DISCOVERY": discovery_config(env=env),
         "CELERY_BROKER_URL": broker_url,
         "CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,

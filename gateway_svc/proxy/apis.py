@@ -1,0 +1,39 @@
+"""The gateway's Django views: the merged OpenAPI document and the internal status."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.permissions import IsInternalService
+from proxy.openapi import merge, service_schema
+
+
+@extend_schema(exclude=True)
+class MergedSchemaApi(SpectacularAPIView):
+    """``/api/schema/``: the whole system's OpenAPI document."""
+
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        response = super().get(request, *args, **kwargs)  # the gateway's own endpoints
+        services = {name: service_schema(name) for name in settings.GATEWAY["ROUTES"]}
+        response.data = merge(response.data, services)
+        return response
+
+
+@extend_schema(exclude=True)
+class GatewayStatusApi(APIView):
+    """Internal: breaker states and bulkhead use of the worker that answers."""
+
+    permission_classes = [IsInternalService]
+
+    def get(self, request: Request) -> Response:
+        from proxy.runtime import StatusCollector
+
+        runtime = StatusCollector.current
+        if runtime is None:
+            return Response({"detail": "The proxy has not started in this worker yet."}, status=503)
+        return Response(runtime.status())

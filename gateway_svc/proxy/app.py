@@ -1,0 +1,410 @@
+"""The gateway's ASGI application: a lean proxy path in front of Django.
+
+Requests under a proxied prefix (``/api/catalog/``, ``/api/users/``,
+``/api/orders/``) never enter Django: request id → edge authentication →
+rate limit → body limit → upstream (discovery, breaker, bulkhead, timeouts,
+retries) → streamed response. That path does no database access and reads
+no settings per request; keys, routes and clients are set up once. Everything
+else (tokens, JWKS, the merged docs, admin, health, metrics) is Django's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from common.auth import InvalidToken, VerifiedTokens
+from common.problems import problem
+from proxy.ratelimit import Decision
+from proxy.routes import Route
+from proxy.runtime import Runtime, runtime_from_settings
+from proxy.upstreams import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+access_logger = logging.getLogger("gateway.access")
+logger = logging.getLogger(__name__)
+
+# RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+    }
+)
+# Set by the gateway itself on the way up.
+_REPLACED_UPSTREAM = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    }
+)
+_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
+_PROBLEM = b"application/problem+json"
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def send_problem(
+    send: Send,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    request_id: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = json.dumps(problem(status_code=status, code=code, title=title, detail=detail)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", _PROBLEM),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None when it grows past ``limit``."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+class GatewayApp:
+    """ASGI entry point: ``application = GatewayApp(get_asgi_application())``."""
+
+    def __init__(
+        self, django_app: Any, runtime_factory: Callable[[], Runtime] | None = None
+    ) -> None:
+        self.django = django_app
+        self._runtime_factory = runtime_factory or runtime_from_settings
+        self._runtime: Runtime | None = None
+        self._starting = asyncio.Lock()
+        self.verifier = VerifiedTokens()
+
+    async def runtime(self) -> Runtime:
+        if self._runtime is None:
+            async with self._starting:
+                if self._runtime is None:
+                    runtime = self._runtime_factory()
+                    await runtime.start()
+                    self._runtime = runtime
+        return self._runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/api/"):
+                runtime = self._runtime or await self.runtime()
+                service = path[5 : path.find("/", 5)] if path.find("/", 5) > 0 else ""
+                route = runtime.routes.get(service)
+                if route is not None:
+                    composer = runtime.composer
+                    if composer is not None and composer.matches(scope):
+                        await composer.handle(self, scope, receive, send)
+                        return
+                    await self.proxy(runtime, route, scope, receive, send)
+                    return
+            await self.django(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.django(scope, receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime()
+                except Exception as error:
+                    logger.exception("Gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._runtime is not None:
+                    await self._runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def authenticate(self, authorization: bytes | None) -> tuple[dict[str, Any] | None, str]:
+        """The token's claims (None without a token), or an error message for a bad one."""
+        if authorization is None:
+            return None, ""
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() != b"bearer" or not token:
+            return None, "The Authorization header must be 'Bearer <token>'."
+        try:
+            return self.verifier.verify(token.decode("latin-1").strip()), ""
+        except InvalidToken as error:
+            return None, str(error)
+
+    async def proxy(
+        self, runtime: Runtime, route: Route, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = time.perf_counter()
+        method: str = scope["method"]
+        request_id = authorization = host = forwarded_for = content_length = None
+        connection_tokens: tuple[bytes, ...] = ()
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"x-request-id":
+                request_id = value
+            elif name == b"host":
+                host = value
+            elif name == b"x-forwarded-for":
+                forwarded_for = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"connection":
+                connection_tokens = tuple(t.strip().lower() for t in value.split(b","))
+        if request_id is None or not _VALID_REQUEST_ID.match(request_id):
+            request_id = os.urandom(16).hex().encode()
+        client_ip = runtime.client_ip(scope, forwarded_for)
+        status = 500
+        upstream_name = route.service
+        instance_id = "-"
+        try:
+            claims, auth_error = self.authenticate(authorization)
+            if auth_error:
+                status = 401
+                await send_problem(
+                    send,
+                    status=401,
+                    code="authentication_failed",
+                    title="Authentication failed.",
+                    detail=auth_error,
+                    request_id=request_id,
+                    headers=[(b"www-authenticate", b'Bearer realm="api"')],
+                )
+                return
+            path: str = scope["path"]
+            if claims is None and not route.is_public(method, path):
+                status = 401
+                await send_problem(
+                    send,
+                    status=401,
+                    code="not_authenticated",
+                    title="Authentication is required.",
+                    detail="Send an access token: Authorization: Bearer <token>.",
+                    request_id=request_id,
+                    headers=[(b"www-authenticate", b'Bearer realm="api"')],
+                )
+                return
+
+            if claims is not None:
+                decision = await runtime.limiter.hit(
+                    f"user:{claims['sub']}", route.authenticated_rate
+                )
+            else:
+                decision = await runtime.limiter.hit(f"ip:{client_ip}", route.anonymous_rate)
+            if not decision.allowed:
+                status = 429
+                await send_problem(
+                    send,
+                    status=429,
+                    code="too_many_requests",
+                    title="Too many requests.",
+                    detail=f"The limit is {decision.limit} requests per window; "
+                    f"try again in {decision.reset} s.",
+                    request_id=request_id,
+                    headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
+                )
+                return
+
+            if content_length is not None and (
+                not content_length.isdigit() or int(content_length) > route.max_body_bytes
+            ):
+                body = None
+            else:
+                body = await read_body(receive, route.max_body_bytes)
+            if body is None:
+                status = 413
+                await send_problem(
+                    send,
+                    status=413,
+                    code="payload_too_large",
+                    title="The request body is too large.",
+                    detail=f"At most {route.max_body_bytes} bytes are accepted here.",
+                    request_id=request_id,
+                )
+                return
+
+            headers = self.upstream_headers(
+                scope, connection_tokens, request_id, client_ip, host, forwarded_for
+            )
+            target = scope.get("raw_path") or path.encode()
+            if scope.get("query_string"):
+                target += b"?" + scope["query_string"]
+            try:
+                relay = await runtime.upstreams[route.service].send(
+                    route, method, target, headers, body, runtime.timeouts[route.service]
+                )
+            except UpstreamError as error:
+                status = error.status
+                extra = []
+                if error.retry_after:
+                    extra.append((b"retry-after", str(int(error.retry_after + 0.999)).encode()))
+                await send_problem(
+                    send,
+                    status=error.status,
+                    code=error.code,
+                    title=error.title,
+                    detail=error.detail,
+                    request_id=request_id,
+                    headers=extra,
+                )
+                return
+            instance_id = relay.instance.id
+            status = relay.response.status
+            try:
+                await self.relay(relay, method, request_id, decision, send)
+            except UpstreamError as error:
+                status = error.status
+                await send_problem(
+                    send,
+                    status=error.status,
+                    code=error.code,
+                    title=error.title,
+                    detail=error.detail,
+                    request_id=request_id,
+                )
+        except ClientDisconnected:
+            status = 499
+        finally:
+            if runtime.access_log:
+                access_logger.info(
+                    "%s %s %s",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "request_id": request_id.decode("latin-1"),
+                        "method": method,
+                        "path": scope["path"],
+                        "status": status,
+                        "upstream": upstream_name,
+                        "instance": instance_id,
+                        "client": client_ip,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            runtime.count(upstream_name, status)
+
+    @staticmethod
+    def upstream_headers(
+        scope: Scope,
+        connection_tokens: tuple[bytes, ...],
+        request_id: bytes,
+        client_ip: str,
+        host: bytes | None,
+        forwarded_for: bytes | None,
+    ) -> list[tuple[str, str]]:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in scope["headers"]
+            if name not in HOP_BY_HOP
+            and name not in _REPLACED_UPSTREAM
+            and name not in connection_tokens
+        ]
+        chain = f"{forwarded_for.decode('latin-1')}, {client_ip}" if forwarded_for else client_ip
+        headers.append(("X-Forwarded-For", chain))
+        headers.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+        if host is not None:
+            headers.append(("X-Forwarded-Host", host.decode("latin-1")))
+        headers.append(("X-Request-ID", request_id.decode("latin-1")))
+        return headers
+
+    @staticmethod
+    async def relay(
+        relay: UpstreamResponse, method: str, request_id: bytes, decision: Decision, send: Send
+    ) -> None:
+        """Send the upstream's answer on: small bodies in one piece, large ones streamed.
+
+        A failure before the status line is sent becomes a 502/504 problem; after
+        it, the connection is cut (the client sees an incomplete response).
+        """
+        response = relay.response
+        started = False
+        try:
+            connection_tokens = {
+                token.strip().lower().encode()
+                for token in response.headers.get("Connection", "").split(",")
+            }
+            headers = [
+                (name, value)
+                for name, value in response.raw_headers
+                if name.lower() not in HOP_BY_HOP
+                and name.lower() not in connection_tokens
+                and name.lower() != b"x-request-id"
+            ]
+            headers.append((b"x-request-id", request_id))
+            headers.extend(decision.headers())
+            start = {"type": "http.response.start", "status": response.status, "headers": headers}
+            length = response.content_length
+            no_body = method == "HEAD" or response.status in (204, 304)
+            if no_body or (length is not None and length <= _SMALL_BODY):
+                body = b"" if no_body else await response.read()
+                started = True
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            started = True
+            await send(start)
+            async for chunk in response.content.iter_chunked(65_536):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (TimeoutError, aiohttp.ClientError) as error:
+            if not started:
+                if isinstance(error, asyncio.TimeoutError):
+                    raise UpstreamTimeout("The upstream stopped answering mid-response.") from error
+                raise UpstreamUnreachable("The upstream broke off its answer.") from error
+            logger.warning("Upstream %s failed while its body was relayed", relay.instance.id)
+            raise
+        finally:
+            relay.close()

@@ -1,0 +1,165 @@
+"""``GET /api/orders/{id}/details/``: the order, each line's product and the customer, in one call.
+
+The order comes first (orders_svc decides who may see it, so the caller's
+token is passed on); then every product and the customer are fetched at once.
+A product or the customer that cannot be had is ``null`` with a warning: a
+partial answer beats an error. Only the order itself is indispensable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from identity.clients import service_token
+from proxy.app import send_problem
+from proxy.upstreams import UpstreamError
+
+if TYPE_CHECKING:
+    from proxy.app import GatewayApp, Receive, Scope, Send
+    from proxy.runtime import Runtime
+
+_DETAILS = re.compile(r"^/api/orders/([^/]+)/details/$")
+
+
+class OrderDetailsComposer:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def matches(self, scope: Scope) -> bool:
+        return _DETAILS.match(scope["path"]) is not None
+
+    async def get_json(
+        self, service: str, target: str, headers: list[tuple[str, str]]
+    ) -> tuple[int, Any]:
+        """Status and parsed body of a GET to one upstream (breakers, retries and all)."""
+        route = self.runtime.routes[service]
+        relay = await self.runtime.upstreams[service].send(
+            route, "GET", target.encode(), headers, b"", self.runtime.timeouts[service]
+        )
+        try:
+            raw = await relay.response.read()
+        finally:
+            relay.close()
+        try:
+            return relay.response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return relay.response.status, None
+
+    async def _part(
+        self, service: str, target: str, headers: list[tuple[str, str]], what: str
+    ) -> tuple[Any, str | None]:
+        """One optional part: its data, or None and a warning saying why it is missing."""
+        try:
+            status, body = await self.get_json(service, target, headers)
+        except UpstreamError as error:
+            return None, f"{what}: {error.title} ({error.status})"
+        if status != 200:
+            return None, f"{what}: the {service} service answered {status}"
+        return body, None
+
+    async def handle(self, app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        request_id = headers.get(b"x-request-id") or os.urandom(16).hex().encode()
+        if scope["method"] != "GET":
+            await send_problem(
+                send,
+                status=405,
+                code="method_not_allowed",
+                title="Method not allowed.",
+                detail="Order details can only be read.",
+                request_id=request_id,
+                headers=[(b"allow", b"GET")],
+            )
+            return
+        claims, error = app.authenticate(headers.get(b"authorization"))
+        if claims is None:
+            await send_problem(
+                send,
+                status=401,
+                code="authentication_failed" if error else "not_authenticated",
+                title="Authentication is required.",
+                detail=error or "Send an access token.",
+                request_id=request_id,
+                headers=[(b"www-authenticate", b'Bearer realm="api"')],
+            )
+            return
+        order_id = _DETAILS.match(scope["path"]).group(1)  # type: ignore[union-attr]
+        caller = [
+            ("Authorization", headers[b"authorization"].decode("latin-1")),
+            ("X-Request-ID", request_id.decode("latin-1")),
+            ("Accept", "application/json"),
+        ]
+        try:
+            status, order = await self.get_json("orders", f"/api/orders/{order_id}/", caller)
+        except UpstreamError as upstream_error:
+            await send_problem(
+                send,
+                status=upstream_error.status,
+                code=upstream_error.code,
+                title=upstream_error.title,
+                detail=upstream_error.detail,
+                request_id=request_id,
+            )
+            return
+        if status != 200 or not isinstance(order, dict):
+            await self._send_json(send, status, order, request_id, problem=True)
+            return
+
+        lines = order.get("lines") or []
+        product_ids = list(dict.fromkeys(str(line.get("product_id")) for line in lines))
+        internal = [
+            ("Authorization", f"Bearer {service_token.get()}"),
+            ("X-Request-ID", request_id.decode("latin-1")),
+            ("Accept", "application/json"),
+        ]
+        customer_id = order.get("customer_id")
+        parts = await asyncio.gather(
+            *(
+                self._part("catalog", f"/api/catalog/products/{pid}/", caller, f"product {pid}")
+                for pid in product_ids
+            ),
+            self._part("users", f"/internal/customers/{customer_id}/", internal, "customer")
+            if customer_id is not None
+            else _missing("customer: the order names no customer"),
+        )
+        products = dict(zip(product_ids, (data for data, _ in parts[:-1]), strict=True))
+        customer = parts[-1][0]
+        warnings = [warning for _, warning in parts if warning]
+        body = {
+            "order": order,
+            "lines": [
+                {**line, "product": products.get(str(line.get("product_id")))} for line in lines
+            ],
+            "customer": customer,
+            "warnings": warnings,
+        }
+        await self._send_json(send, 200, body, request_id)
+
+    @staticmethod
+    async def _send_json(
+        send: Send, status: int, body: Any, request_id: bytes, *, problem: bool = False
+    ) -> None:
+        payload = json.dumps(body).encode()
+        content_type = (
+            b"application/problem+json" if problem and status >= 400 else b"application/json"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", request_id),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def _missing(warning: str) -> tuple[None, str]:
+    return None, warning

@@ -1,0 +1,179 @@
+"""Everything the proxy path needs, built once per worker process from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+from django.conf import settings
+from prometheus_client import Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from common.discovery import Discovery, discovery_from_settings
+from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
+from proxy.routes import Route, routes_from_settings
+from proxy.upstreams import Upstream
+
+logger = logging.getLogger(__name__)
+
+proxied_requests = Counter(
+    "gateway_proxied_requests_total",
+    "Requests the gateway proxied, by upstream service and status code.",
+    ["upstream", "status"],
+)
+
+
+class Runtime:
+    def __init__(
+        self,
+        *,
+        routes: dict[str, Route],
+        discovery: Discovery,
+        config: dict[str, Any],
+        num_proxies: int,
+    ) -> None:
+        self.routes = routes
+        self.discovery = discovery
+        self.config = config
+        self.num_proxies = num_proxies
+        self.access_log: bool = config["ACCESS_LOG"]
+        self.timeouts = {
+            name: aiohttp.ClientTimeout(
+                total=None, connect=route.connect_timeout, sock_read=route.read_timeout
+            )
+            for name, route in routes.items()
+        }
+        self.upstreams: dict[str, Upstream] = {}
+        self.limiter: LocalRateLimiter | RedisRateLimiter = LocalRateLimiter()
+        self.session: aiohttp.ClientSession | None = None
+        self.composer: Any = None
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._redis_async: Any = None
+
+    async def start(self) -> None:
+        """Open the pooled keep-alive client and start watching discovery."""
+        redis_url = self.config["REDIS_URL"]
+        redis_sync = None
+        if redis_url:
+            import redis
+            import redis.asyncio
+
+            self._redis_async = redis.asyncio.Redis.from_url(redis_url)
+            self.limiter = RedisRateLimiter(self._redis_async, prefix=self.config["REDIS_PREFIX"])
+            # pybreaker's Redis storage is synchronous and wants raw bytes.
+            redis_sync = redis.Redis.from_url(redis_url, decode_responses=False, socket_timeout=0.5)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=0,  # the bulkheads bound concurrency, per upstream
+                keepalive_timeout=30,
+                ttl_dns_cache=10,
+            ),
+            auto_decompress=False,  # relay bytes as they are; Content-Encoding passes through
+            cookie_jar=aiohttp.DummyCookieJar(),  # a proxy keeps no cookies
+            skip_auto_headers=("User-Agent",),
+        )
+        for name in self.routes:
+            self.upstreams[name] = Upstream(
+                name,
+                discovery=self.discovery,
+                session=self.session,
+                bulkhead_limit=self.config["BULKHEAD_LIMIT"],
+                breaker_fail_max=self.config["BREAKER_FAIL_MAX"],
+                breaker_reset_timeout=self.config["BREAKER_RESET_TIMEOUT"],
+                redis=redis_sync,
+                redis_prefix=self.config["REDIS_PREFIX"],
+            )
+        self.discovery.start()
+        from proxy.composition import OrderDetailsComposer
+
+        self.composer = OrderDetailsComposer(self)
+        StatusCollector.current = self
+
+    async def stop(self) -> None:
+        self.discovery.stop()
+        if self.session is not None:
+            await self.session.close()
+        if self._redis_async is not None:
+            await self._redis_async.aclose()
+
+    def client_ip(self, scope: dict[str, Any], forwarded_for: bytes | None) -> str:
+        """The client's address: the socket peer, or the entry our own proxies appended."""
+        if self.num_proxies and forwarded_for:
+            chain = [part.strip() for part in forwarded_for.decode("latin-1").split(",")]
+            return chain[-min(self.num_proxies, len(chain))]
+        client = scope.get("client")
+        return client[0] if client else "-"
+
+    def count(self, upstream: str, status: int) -> None:
+        counter = self._counters.get((upstream, status))
+        if counter is None:
+            counter = proxied_requests.labels(upstream=upstream, status=str(status))
+            self._counters[(upstream, status)] = counter
+        counter.inc()
+
+    def status(self) -> dict[str, Any]:
+        """Breakers and bulkheads as they stand, for /internal/status/ and gateway_status."""
+        upstreams = {}
+        for name, upstream in self.upstreams.items():
+            instances = self.discovery.instances(name)
+            upstreams[name] = {
+                "bulkhead": {
+                    "in_flight": upstream.bulkhead.in_flight,
+                    "limit": upstream.bulkhead.limit,
+                },
+                "instances": [
+                    {
+                        "id": instance.id,
+                        "url": instance.url,
+                        "breaker": upstream.breaker(instance).state,
+                        "retry_after": round(upstream.breaker(instance).retry_after(), 1),
+                    }
+                    for instance in instances
+                ],
+            }
+        return {"discovery": self.config["DISCOVERY_BACKEND"], "upstreams": upstreams}
+
+
+class StatusCollector(Collector):
+    """Breaker states and bulkhead use, read at scrape time (nothing is paid per request)."""
+
+    current: Runtime | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        runtime = self.current
+        breaker = GaugeMetricFamily(
+            "gateway_breaker_state",
+            "Circuit state per upstream instance: 0 closed, 1 half-open, 2 open.",
+            labels=["upstream", "instance"],
+        )
+        in_flight = GaugeMetricFamily(
+            "gateway_bulkhead_in_flight", "Calls in flight per upstream.", labels=["upstream"]
+        )
+        limit = GaugeMetricFamily(
+            "gateway_bulkhead_limit", "Bulkhead bound per upstream.", labels=["upstream"]
+        )
+        if runtime is not None:
+            for name, upstream in runtime.upstreams.items():
+                in_flight.add_metric([name], upstream.bulkhead.in_flight)
+                limit.add_metric([name], upstream.bulkhead.limit)
+                for instance_id, instance_breaker in upstream.breakers.items():
+                    breaker.add_metric([name, instance_id], instance_breaker.state_number)
+        yield breaker
+        yield in_flight
+        yield limit
+
+
+REGISTRY.register(StatusCollector())
+
+
+def runtime_from_settings() -> Runtime:
+    config = settings.GATEWAY
+    return Runtime(
+        routes=routes_from_settings(config),
+        discovery=discovery_from_settings(),
+        config=config,
+        num_proxies=settings.REST_FRAMEWORK.get("NUM_PROXIES") or 0,
+    )

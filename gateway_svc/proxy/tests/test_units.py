@@ -1,0 +1,198 @@
+"""The proxy's pure logic; the real traffic tests are in tests/test_gateway.py."""
+
+import asyncio
+import time
+
+import pytest
+
+import common.auth
+from common.auth import VerifiedTokens
+from common.testing.tokens import *  # noqa: F403 - make_token for the verifier
+from proxy.app import GatewayApp
+from proxy.openapi import merge
+from proxy.ratelimit import LocalRateLimiter
+from proxy.resilience import Bulkhead, InstanceBreaker
+from proxy.routes import Rate, Route, routes_from_settings
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("120/min", Rate(120, 60)),
+        ("10/s", Rate(10, 1)),
+        ("5/10s", Rate(5, 10)),
+        ("1000/hour", Rate(1000, 3600)),
+    ],
+)
+def test_rates_parse(text, rate):
+    assert Rate.parse(text) == rate
+
+
+@pytest.mark.parametrize("text", ["fast", "10/fortnight", "x/min"])
+def test_bad_rates_are_refused(text):
+    with pytest.raises(ValueError, match="Not a rate"):
+        Rate.parse(text)
+
+
+def test_routes_mark_public_requests(settings):
+    routes = routes_from_settings(settings.GATEWAY)
+    assert routes["catalog"].is_public("GET", "/api/catalog/products/")
+    assert not routes["catalog"].is_public("POST", "/api/catalog/products/")
+    assert routes["users"].is_public("POST", "/api/users/register/")
+    assert not routes["users"].is_public("GET", "/api/users/me/")
+    assert not routes["orders"].is_public("GET", "/api/orders/")
+
+
+def test_the_rate_limiter_counts_per_key_and_window():
+    limiter = LocalRateLimiter()
+    rate = Rate(2, 60)
+
+    async def hits(key, n):
+        return [await limiter.hit(key, rate) for _ in range(n)]
+
+    ann = asyncio.run(hits("ann", 3))
+    bob = asyncio.run(hits("bob", 1))
+
+    assert [d.allowed for d in ann] == [True, True, False]
+    assert [d.remaining for d in ann] == [1, 0, 0]
+    assert bob[0].allowed
+    assert 0 < ann[0].reset <= 60
+    assert dict(ann[0].headers())[b"ratelimit-limit"] == b"2"
+
+
+def test_a_breaker_opens_after_consecutive_failures_and_recovers_after_the_cool_down():
+    breaker = InstanceBreaker("t", fail_max=3, reset_timeout=0.2)
+    for _ in range(2):
+        breaker.record(ok=False)
+    breaker.record(ok=True)  # a success resets the count: failures must be consecutive
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.record(ok=False)
+
+    assert breaker.state == "open"
+    assert not breaker.allow()
+    assert 0 < breaker.retry_after() <= 0.2
+
+    time.sleep(0.25)
+    assert breaker.allow()  # the one trial
+    assert not breaker.allow()  # only one at a time
+    breaker.record(ok=True)
+    assert breaker.state == "closed"
+
+
+def test_a_failed_trial_opens_the_circuit_again():
+    breaker = InstanceBreaker("t", fail_max=1, reset_timeout=0.1)
+    breaker.record(ok=False)
+    time.sleep(0.15)
+    assert breaker.allow()
+    breaker.record(ok=False)
+    assert breaker.state == "open"
+    assert not breaker.allow()
+
+
+def test_an_expired_token_is_not_served_from_memory(make_token, settings):
+    settings.JWT = {**settings.JWT, "LEEWAY_SECONDS": 0}
+    verifier = VerifiedTokens()
+    token = make_token(lifetime=1)
+    verifier.verify(token)
+    time.sleep(1.1)
+    with pytest.raises(common.auth.InvalidToken, match="expired"):
+        verifier.verify(token)
+
+
+def test_the_bulkhead_refuses_past_its_limit():
+    bulkhead = Bulkhead(2)
+    assert [bulkhead.try_acquire() for _ in range(3)] == [True, True, False]
+    bulkhead.release()
+    assert bulkhead.try_acquire()
+
+
+def test_verified_tokens_are_remembered_until_they_expire(make_token, monkeypatch):
+    verifier = VerifiedTokens(capacity=2)
+    calls = []
+    real = common.auth.token_decode
+    monkeypatch.setattr(common.auth, "token_decode", lambda t: calls.append(t) or real(t))
+    token = make_token(lifetime=300)
+
+    verifier.verify(token)
+    verifier.verify(token)
+    assert len(calls) == 1
+
+    for _ in range(2):
+        verifier.verify(make_token())
+    verifier.verify(token)  # pushed out by newer tokens: checked again
+    assert len(calls) == 4
+
+
+def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
+    scope = {
+        "scheme": "https",
+        "headers": [
+            (b"host", b"shop.example"),
+            (b"connection", b"keep-alive, x-secret-hop"),
+            (b"keep-alive", b"timeout=5"),
+            (b"x-secret-hop", b"1"),
+            (b"te", b"trailers"),
+            (b"accept", b"application/json"),
+            (b"x-request-id", b"client-id"),
+            (b"x-forwarded-for", b"203.0.113.9"),
+            (b"content-length", b"3"),
+        ],
+    }
+    headers = dict(
+        GatewayApp.upstream_headers(
+            scope,
+            (b"keep-alive", b"x-secret-hop"),
+            b"rid-1",
+            "10.0.0.2",
+            b"shop.example",
+            b"203.0.113.9",
+        )
+    )
+    assert headers == {
+        "accept": "application/json",
+        "X-Forwarded-For": "203.0.113.9, 10.0.0.2",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "shop.example",
+        "X-Request-ID": "rid-1",
+    }
+
+
+def test_merge_keeps_each_service_under_its_prefix_and_renames_clashing_components():
+    own = {
+        "openapi": "3.0.3",
+        "info": {"title": "gateway"},
+        "paths": {"/api/auth/token/": {}},
+        "components": {"schemas": {"Error": {"type": "object"}}},
+    }
+    catalog = {
+        "paths": {
+            "/api/catalog/products/": {
+                "get": {
+                    "operationId": "list",
+                    "responses": {"200": {"$ref": "#/components/schemas/Error"}},
+                }
+            },
+            "/internal/secret/": {"get": {"operationId": "secret"}},
+        },
+        "components": {
+            "schemas": {"Error": {"type": "string"}},
+            "securitySchemes": {"bearerAuth": {"type": "http"}},
+        },
+    }
+
+    merged = merge(own, {"catalog": catalog, "orders": None})
+
+    assert set(merged["paths"]) == {"/api/auth/token/", "/api/catalog/products/"}
+    operation = merged["paths"]["/api/catalog/products/"]["get"]
+    assert operation["tags"] == ["catalog"]
+    assert operation["responses"]["200"]["$ref"] == "#/components/schemas/CatalogError"
+    assert merged["components"]["schemas"]["Error"] == {"type": "object"}
+    assert merged["components"]["securitySchemes"]["bearerAuth"] == {"type": "http"}
+    assert "orders" in merged["info"]["description"]
+
+
+def test_route_defaults_apply_where_a_route_is_silent():
+    route = Route(service="x", prefix="/api/x/")
+    assert route.retries == 2
+    assert not route.is_public("GET", "/api/x/")

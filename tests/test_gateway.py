@@ -1,0 +1,456 @@
+"""The gateway as the single entry point, with real processes behind it.
+
+catalog and users are the real services; ``orders`` is a ControlledUpstream (a
+real HTTP server the test steers) wherever a test needs slowness, chosen
+status codes, a huge body or a request count that no real service gives on
+demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.harness import RunningService, ServiceLauncher, free_port
+from tests.upstream import ControlledUpstream
+
+pytestmark = pytest.mark.system
+
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Stack:
+    gateway: RunningService
+    users: RunningService
+    catalog: RunningService
+    orders: ControlledUpstream
+
+    def url(self, path: str) -> str:
+        return f"{self.gateway.url}{path}"
+
+
+def start_stack(launcher: ServiceLauncher, orders: ControlledUpstream, **gateway_env: str) -> Stack:
+    gateway_port = free_port()
+    verifier = {"JWT_JWKS_URL": f"http://127.0.0.1:{gateway_port}/.well-known/jwks.json"}
+    users = launcher.start("users", env=verifier)
+    catalog = launcher.start("catalog", seed=True, env=verifier)
+    gateway = launcher.start(
+        "gateway",
+        port=gateway_port,
+        env={
+            "CATALOG_URL": catalog.url,
+            "USERS_URL": users.url,
+            "ORDERS_URL": orders.url,
+            "LOGIN_RATE_PER_IP": "1000/min",
+            "GATEWAY_RATE_LIMIT_ANONYMOUS": "1000/min",
+            "GATEWAY_RATE_LIMIT_AUTHENTICATED": "1000/min",
+            "GATEWAY_SCHEMA_TTL_SECONDS": "0.5",
+            **gateway_env,
+        },
+    )
+    return Stack(gateway=gateway, users=users, catalog=catalog, orders=orders)
+
+
+@pytest.fixture(scope="module")
+def orders() -> ControlledUpstream:
+    upstream = ControlledUpstream().start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(module_services: ServiceLauncher, orders: ControlledUpstream) -> Stack:
+    return start_stack(
+        module_services,
+        orders,
+        GATEWAY_ROUTE_OVERRIDES=json.dumps({"orders": {"read_timeout": 0.5}}),
+        GATEWAY_MAX_BODY_BYTES="10000",
+    )
+
+
+def customer_token(stack: Stack) -> tuple[str, str]:
+    """A new customer's access token and id, registered and logged in through the gateway."""
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    registered = httpx.post(
+        stack.url("/api/users/register/"), json={"email": email, "password": PASSWORD}
+    )
+    assert registered.status_code == 201, registered.text
+    login = httpx.post(stack.url("/api/auth/token/"), json={"email": email, "password": PASSWORD})
+    return login.json()["access"], str(registered.json()["id"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- every route through the gateway ----------------------------------------------------------
+
+
+def test_catalog_reads_pass_through_unchanged(stack):
+    via_gateway = httpx.get(stack.url("/api/catalog/products/"), params={"search": "kettle"})
+    direct = httpx.get(f"{stack.catalog.url}/api/catalog/products/", params={"search": "kettle"})
+
+    assert via_gateway.status_code == 200
+    assert via_gateway.json()["results"] == direct.json()["results"]
+    assert via_gateway.json()["count"] == 1
+
+
+def test_conditional_get_works_through_the_gateway(stack):
+    first = httpx.get(stack.url("/api/catalog/products/1/"))
+    again = httpx.get(
+        stack.url("/api/catalog/products/1/"), headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert first.headers["etag"]
+    assert again.status_code == 304
+    assert again.content == b""
+
+
+def test_register_login_and_me_through_the_gateway(stack):
+    token, user_id = customer_token(stack)
+    me = httpx.get(stack.url("/api/users/me/"), headers=bearer(token))
+    assert me.status_code == 200
+    assert str(me.json()["id"]) == user_id
+
+
+def test_staff_writes_reach_the_catalog_and_customers_are_refused_there(stack):
+    stack.users.manage("ensure_admin", "--email", "boss@example.com", "--password", PASSWORD)
+    staff = httpx.post(
+        stack.url("/api/auth/token/"), json={"email": "boss@example.com", "password": PASSWORD}
+    ).json()["access"]
+    customer, _ = customer_token(stack)
+
+    as_staff = httpx.post(
+        stack.url("/api/catalog/products/2/stock/"), json={"delta": 3}, headers=bearer(staff)
+    )
+    as_customer = httpx.post(
+        stack.url("/api/catalog/products/2/stock/"), json={"delta": 3}, headers=bearer(customer)
+    )
+
+    assert as_staff.status_code == 200
+    assert as_customer.status_code == 403
+    assert as_customer.headers["content-type"] == "application/problem+json"
+
+
+def test_the_orders_route_needs_a_token(stack):
+    response = httpx.get(stack.url("/api/orders/"))
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_a_bad_token_is_refused_at_the_edge(stack):
+    before = len(stack.orders.received)
+    response = httpx.get(stack.url("/api/orders/"), headers=bearer("not.a.token"))
+    assert response.status_code == 401
+    assert response.json()["code"] == "authentication_failed"
+    assert len(stack.orders.received) == before  # never reached the upstream
+
+
+def test_an_unknown_prefix_is_404_problem(stack):
+    response = httpx.get(stack.url("/api/nowhere/x/"))
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+# --- what is forwarded ------------------------------------------------------------------------
+
+
+def test_methods_bodies_queries_and_statuses_pass_through(stack):
+    token, _ = customer_token(stack)
+    body = bytes(range(256)) * 4
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        response = httpx.request(
+            method,
+            stack.url("/api/orders/echo/a%2Fb/?x=1&y=%C3%A9"),
+            content=body if method != "DELETE" else b"",
+            headers={**bearer(token), "Content-Type": "application/octet-stream"},
+        )
+        echo = response.json()
+        assert response.status_code == 200
+        assert echo["method"] == method
+        assert echo["target"] == "/api/orders/echo/a%2Fb/?x=1&y=%C3%A9"
+        if method != "DELETE":
+            assert echo["body"].encode("latin-1") == body
+    teapot = httpx.get(stack.url("/api/orders/status/418/"), headers=bearer(token))
+    assert teapot.status_code == 418
+
+
+def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
+    token, _ = customer_token(stack)
+    response = httpx.get(
+        stack.url("/api/orders/echo/headers/"),
+        headers={
+            **bearer(token),
+            "X-Custom": "kept",
+            "Connection": "keep-alive, X-Private-Hop",
+            "X-Private-Hop": "dropped",
+            "Keep-Alive": "timeout=5",
+            "X-Request-ID": "trace-me-123",
+            "X-Forwarded-For": "203.0.113.7",
+        },
+    )
+    sent = response.json()["headers"]
+
+    assert sent["x-custom"] == "kept"
+    assert sent["authorization"] == f"Bearer {token}"  # services verify again
+    assert "x-private-hop" not in sent
+    assert "keep-alive" not in sent
+    assert sent["x-request-id"] == "trace-me-123"
+    assert sent["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert sent["x-forwarded-proto"] == "http"
+    assert sent["x-forwarded-host"] == stack.gateway.url.removeprefix("http://")
+    assert response.headers["x-request-id"] == "trace-me-123"
+    assert response.headers["x-echo"] == "yes"  # upstream response headers come back
+
+
+def test_a_request_id_is_made_when_the_client_sends_none(stack):
+    token, _ = customer_token(stack)
+    response = httpx.get(stack.url("/api/orders/echo/id/"), headers=bearer(token))
+    made = response.headers["x-request-id"]
+    assert len(made) == 32
+    assert response.json()["headers"]["x-request-id"] == made
+    assert made in stack.gateway.log_path.read_text()  # in the gateway's log line
+
+
+def test_large_responses_stream_through_whole(stack):
+    token, _ = customer_token(stack)
+    with httpx.stream("GET", stack.url("/api/orders/big/"), headers=bearer(token)) as response:
+        size = sum(len(chunk) for chunk in response.iter_bytes())
+    assert response.status_code == 200
+    assert size == stack.orders.big_size
+
+
+def test_a_body_over_the_limit_gets_413(stack):
+    token, _ = customer_token(stack)
+    response = httpx.post(stack.url("/api/orders/"), content=b"x" * 20_000, headers=bearer(token))
+    assert response.status_code == 413
+    assert response.json()["code"] == "payload_too_large"
+
+
+def test_responses_carry_rate_limit_headers(stack):
+    response = httpx.get(stack.url("/api/catalog/categories/"))
+    assert response.headers["ratelimit-limit"] == "1000"
+    assert int(response.headers["ratelimit-remaining"]) < 1000
+    assert int(response.headers["ratelimit-reset"]) > 0
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def test_a_slow_upstream_gets_504_at_the_timeout(stack):
+    token, _ = customer_token(stack)
+    stack.orders.delay = 2.0
+    try:
+        started = time.monotonic()
+        response = httpx.get(stack.url("/api/orders/slow/"), headers=bearer(token), timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        stack.orders.delay = 0.0
+    assert response.status_code == 504
+    assert response.json()["code"] == "gateway_timeout"
+    assert 0.4 < elapsed < 1.5
+
+
+def test_post_is_never_retried_but_get_is(stack):
+    token, _ = customer_token(stack)
+    stack.orders.status_by_method = {"POST": 503, "GET": 503}
+    marker = uuid.uuid4().hex
+    try:
+        post = httpx.post(stack.url(f"/api/orders/echo/{marker}/"), json={}, headers=bearer(token))
+        get = httpx.get(stack.url(f"/api/orders/echo/{marker}/"), headers=bearer(token))
+    finally:
+        stack.orders.status_by_method = {}
+    assert post.status_code == 503
+    assert stack.orders.count("POST", f"/api/orders/echo/{marker}/") == 1
+    assert get.status_code == 503
+    assert stack.orders.count("GET", f"/api/orders/echo/{marker}/") == 3  # 1 + 2 retries
+
+
+def test_a_dead_upstream_is_cut_off_by_its_breaker(services):
+    dead = ControlledUpstream().start()
+    dead.stop()  # its port now refuses connections
+    gateway = services.start(
+        "gateway",
+        env={
+            "ORDERS_URL": dead.url,
+            "GATEWAY_BREAKER_FAIL_MAX": "3",
+            "GATEWAY_BREAKER_RESET_TIMEOUT": "30",
+            "GATEWAY_RATE_LIMIT_AUTHENTICATED": "1000/min",
+        },
+    )
+    token = gateway.manage("issue_service_token", "tester").stdout.strip()
+    with httpx.Client(base_url=gateway.url, headers=bearer(token)) as client:
+        first = client.get("/api/orders/")
+        timings, answers = [], []
+        for _ in range(5):
+            started = time.monotonic()
+            answers.append(client.get("/api/orders/"))
+            timings.append(time.monotonic() - started)
+
+    assert first.status_code == 502  # refused three times (two retries): the breaker trips
+    assert [answer.status_code for answer in answers] == [503] * 5
+    assert answers[0].json()["code"] == "service_unavailable"
+    assert int(answers[0].headers["retry-after"]) > 0
+    assert max(timings) < 0.1, timings
+    status = gateway.manage("gateway_status", "--url", gateway.url).stdout
+    assert "open" in status
+
+
+# --- composition and docs ---------------------------------------------------------------------
+
+
+def test_order_details_join_the_order_its_products_and_the_customer(stack):
+    token, user_id = customer_token(stack)
+    order_id = uuid.uuid4().hex
+    stack.orders.documents[order_id] = {
+        "id": order_id,
+        "customer_id": user_id,
+        "status": "APPROVED",
+        "lines": [
+            {"product_id": 1, "quantity": 2, "unit_price": "549.00"},
+            {"product_id": 999999, "quantity": 1, "unit_price": "1.00"},
+        ],
+    }
+
+    response = httpx.get(stack.url(f"/api/orders/{order_id}/details/"), headers=bearer(token))
+    body = response.json()
+
+    assert response.status_code == 200
+    assert body["order"]["id"] == order_id
+    assert body["lines"][0]["product"]["sku"] == "DEMO-02001"
+    assert body["lines"][1]["product"] is None  # a part that fails is null...
+    assert any("999999" in warning for warning in body["warnings"])  # ...with a warning
+    assert str(body["customer"]["id"]) == user_id
+    sent = stack.orders.received[-1]
+    assert sent.headers["authorization"] == f"Bearer {token}"  # orders decides who may see it
+
+
+def test_order_details_of_an_unknown_order_is_404(stack):
+    token, _ = customer_token(stack)
+    response = httpx.get(stack.url("/api/orders/nope/details/"), headers=bearer(token))
+    assert response.status_code == 404
+
+
+def test_one_document_describes_the_whole_system_and_follows_changes(stack):
+    stack.orders.schema = {
+        "openapi": "3.0.3",
+        "paths": {"/api/orders/v1/": {"get": {"operationId": "v1"}}},
+    }
+    first = httpx.get(
+        stack.url("/api/schema/"), headers={"Accept": "application/vnd.oai.openapi+json"}
+    ).json()
+    stack.orders.schema = {
+        "openapi": "3.0.3",
+        "paths": {"/api/orders/v2/": {"get": {"operationId": "v2"}}},
+    }
+    time.sleep(0.6)
+    second = httpx.get(
+        stack.url("/api/schema/"), headers={"Accept": "application/vnd.oai.openapi+json"}
+    ).json()
+    docs = httpx.get(stack.url("/api/docs/"))
+
+    assert {"/api/auth/token/", "/api/catalog/products/", "/api/users/register/"} <= set(
+        first["paths"]
+    )
+    assert not any(path.startswith("/internal/") for path in first["paths"])
+    assert "/api/orders/v1/" in first["paths"]
+    assert "/api/orders/v2/" in second["paths"]
+    assert "/api/orders/v1/" not in second["paths"]
+    assert docs.status_code == 200
+
+
+# --- rate limits ------------------------------------------------------------------------------
+
+
+def test_rate_limits_answer_429_per_ip_and_per_user(services, orders):
+    limited = start_stack(
+        services,
+        orders,
+        GATEWAY_RATE_LIMIT_ANONYMOUS="3/min",
+        GATEWAY_RATE_LIMIT_AUTHENTICATED="4/min",
+    )
+    anonymous = [httpx.get(limited.url("/api/catalog/categories/")).status_code for _ in range(4)]
+    token = limited.gateway.manage("issue_service_token", "tester").stdout.strip()
+    user = [
+        httpx.get(limited.url("/api/catalog/categories/"), headers=bearer(token)).status_code
+        for _ in range(5)
+    ]
+    refused = httpx.get(limited.url("/api/catalog/categories/"))
+
+    assert anonymous == [200, 200, 200, 429]
+    assert user == [200, 200, 200, 200, 429]  # a user has a budget of their own
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "too_many_requests"
+    assert int(refused.headers["retry-after"]) > 0
+    assert refused.headers["ratelimit-remaining"] == "0"
+
+
+def test_the_bulkhead_refuses_at_once_past_its_limit(services):
+    slow = ControlledUpstream(delay=1.5).start()
+    gateway = services.start("gateway", env={"ORDERS_URL": slow.url, "GATEWAY_BULKHEAD_LIMIT": "2"})
+    token = gateway.manage("issue_service_token", "tester").stdout.strip()
+
+    async def fire() -> list[tuple[int, float, str]]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=bearer(token)) as client:
+
+            async def one() -> tuple[int, float, str]:
+                started = time.monotonic()
+                response = await client.get("/api/orders/slow/", timeout=10)
+                code = response.json().get("code", "") if response.status_code != 200 else ""
+                return response.status_code, time.monotonic() - started, code
+
+            return await asyncio.gather(*(one() for _ in range(5)))
+
+    try:
+        results = asyncio.run(fire())
+    finally:
+        slow.stop()
+    refused = [r for r in results if r[0] == 503]
+    assert sorted(r[0] for r in results) == [200, 200, 503, 503, 503]
+    assert {r[2] for r in refused} == {"service_busy"}
+    assert max(r[1] for r in refused) < 1.0  # refused at once, not queued behind the slow ones
+
+
+def test_breakers_and_rate_limits_live_in_redis_for_every_worker(services):
+    import redis
+
+    dead = ControlledUpstream().start()
+    dead.stop()
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    gateway = services.start(
+        "gateway",
+        env={
+            "ORDERS_URL": dead.url,
+            "WEB_CONCURRENCY": "2",
+            "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "GATEWAY_REDIS_PREFIX": prefix,
+            "GATEWAY_BREAKER_FAIL_MAX": "3",
+            "GATEWAY_BREAKER_RESET_TIMEOUT": "30",
+            "GATEWAY_RATE_LIMIT_AUTHENTICATED": "6/min",
+        },
+    )
+    token = gateway.manage("issue_service_token", "tester").stdout.strip()
+    store = redis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
+    try:
+        # New connections each time: gunicorn's two workers share the requests.
+        statuses = [
+            httpx.get(f"{gateway.url}/api/orders/", headers=bearer(token)).status_code
+            for _ in range(7)
+        ]
+        states = {key: store.get(key) for key in store.scan_iter(f"{prefix}:breaker:orders:*state")}
+        counts = [int(store.get(key)) for key in store.scan_iter(f"{prefix}:rate:*service:tester*")]
+    finally:
+        for key in store.scan_iter(f"{prefix}:*"):
+            store.delete(key)
+    assert statuses[0] == 502
+    assert statuses[1:6] == [503] * 5  # open for every worker, wherever the request landed
+    assert statuses[6] == 429  # the seventh of a 6/min budget, counted across workers
+    assert list(states.values()) == ["open"]
+    assert counts == [7]
