@@ -87,6 +87,20 @@ class OrderDetailsComposer:
                 headers=[(b"www-authenticate", b'Bearer realm="api"')],
             )
             return
+        decision = await self.runtime.limiter.hit(
+            f"user:{claims['sub']}", self.runtime.routes["orders"].authenticated_rate
+        )
+        if not decision.allowed:
+            await send_problem(
+                send,
+                status=429,
+                code="too_many_requests",
+                title="Too many requests.",
+                detail=f"Try again in {decision.reset} s.",
+                request_id=request_id,
+                headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
+            )
+            return
         order_id = _DETAILS.match(scope["path"]).group(1)  # type: ignore[union-attr]
         caller = [
             ("Authorization", headers[b"authorization"].decode("latin-1")),
