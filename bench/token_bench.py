@@ -6,8 +6,9 @@ Runs the gateway's real code on a throw-away VAR_DIR (SQLite, fresh keys):
 - sign: one RS256 access token (PyJWT, key pre-loaded);
 - issue: what POST /api/auth/token/ does after users_svc answered: a refresh
   token recorded as outstanding (one INSERT) plus its access token;
-- verify: common.auth.token_decode (kid lookup, RS256 check, claims);
-- authenticate: the DRF authentication class on a request, as every service runs it.
+- verify: common.auth.token_decode (kid lookup, RS256 check, claims): a token's first use;
+- authenticate: the DRF authentication class on a request, as every service runs
+  it, with the same token again (verified tokens are remembered until they expire).
 Not a test: it prints figures to compare between runs on one machine.
 """
 
