@@ -14,6 +14,7 @@ globals().update(_defaults)
 
 INSTALLED_APPS = [
     *_defaults["INSTALLED_APPS"],
+    "orders.apps.OrdersConfig",
 ]
 ROOT_URLCONF = "orders_svc.urls"
 WSGI_APPLICATION = "orders_svc.wsgi.application"

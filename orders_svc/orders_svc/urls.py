@@ -1,8 +1,11 @@
 """URLs of the orders service."""
 
+from django.urls import include, path
+
 from common.urls import service_urlpatterns
 
 urlpatterns = [
+    path("api/orders/", include("orders.urls")),
     *service_urlpatterns(),
 ]
 

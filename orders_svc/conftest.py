@@ -1,0 +1,19 @@
+import pytest
+from rest_framework.test import APIClient
+
+from common.testing.tokens import *  # noqa: F403 - make_token, customer_api (sub 1001), staff_api
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def as_customer(make_token):
+    def client_for(customer_id: int) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(sub=customer_id)}")
+        return client
+
+    return client_for

@@ -1,0 +1,89 @@
+"""Orders, event-sourced: the events are the truth; summaries are a projection of them.
+
+``OrderEvent`` rows are appended, never changed; ``(order_id, version)`` is
+unique, which is the optimistic concurrency check: two writers that read
+version n both try to append n + 1, and one of them fails.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class OrderEventType(models.TextChoices):
+    PLACED = "order.placed"
+    STOCK_RESERVED = "order.stock_reserved"
+    STOCK_REFUSED = "order.stock_refused"
+    CREDIT_RESERVED = "order.credit_reserved"
+    CREDIT_REFUSED = "order.credit_refused"
+    APPROVED = "order.approved"
+    REJECTED = "order.rejected"
+    CANCEL_REQUESTED = "order.cancel_requested"
+    CANCELLED = "order.cancelled"
+
+
+class OrderStatus(models.TextChoices):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    CANCELLED = "CANCELLED"
+
+
+class OrderEvent(models.Model):
+    order_id = models.UUIDField(db_index=True)
+    version = models.PositiveIntegerField()
+    type = models.CharField(max_length=40, choices=OrderEventType.choices)
+    data = models.JSONField(default=dict)
+    occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["order_id", "version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order_id", "version"], name="order_event_version_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} v{self.version} {self.type}"
+
+
+class OrderSummary(models.Model):
+    """The read model behind GET /api/orders/: one row per order, rebuilt from the events."""
+
+    order_id = models.UUIDField(primary_key=True)
+    customer_id = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=10, choices=OrderStatus.choices, db_index=True)
+    total = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    line_count = models.PositiveIntegerField()
+    item_count = models.PositiveIntegerField()
+    rejection_reason = models.CharField(max_length=40, blank=True)
+    version = models.PositiveIntegerField(help_text="The last event applied.")
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "order_id"]
+        verbose_name_plural = "order summaries"
+
+    def __str__(self) -> str:
+        return f"{self.order_id} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """A client's ``Idempotency-Key`` and the order it created."""
+
+    customer_id = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    order_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_id", "key"], name="idempotency_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}:{self.key} -> {self.order_id}"

@@ -1,0 +1,33 @@
+"""Reads of orders: the aggregate from its events, summaries from the read model."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.db.models import QuerySet
+
+from orders.domain import Order
+from orders.errors import OrderNotFound
+from orders.models import OrderEvent, OrderSummary
+
+
+def order_events(*, order_id: UUID) -> list[OrderEvent]:
+    return list(OrderEvent.objects.filter(order_id=order_id).order_by("version"))
+
+
+def order_get(*, order_id: UUID | str) -> Order:
+    """The order as its events make it; ``OrderNotFound`` if it has none."""
+    try:
+        key = order_id if isinstance(order_id, UUID) else UUID(str(order_id))
+    except ValueError:
+        raise OrderNotFound(f"There is no order {order_id}.") from None
+    events = order_events(order_id=key)
+    if not events:
+        raise OrderNotFound(f"There is no order {order_id}.")
+    return Order.from_events(key, events)
+
+
+def order_summaries(*, customer_id: str | None) -> QuerySet[OrderSummary]:
+    """Summaries for one customer, or everyone's (``None``: staff)."""
+    summaries = OrderSummary.objects.all()
+    return summaries if customer_id is None else summaries.filter(customer_id=customer_id)

@@ -1,0 +1,16 @@
+import pytest
+from django.urls import reverse
+
+from orders.services import LineRequest, order_place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("model", ["ordersummary", "orderevent", "idempotencykey"])
+def test_every_admin_list_and_search_works_and_is_read_only(admin_client, model):
+    order_place(customer_id="7", lines=[LineRequest(1, 1)], idempotency_key="k")
+    url = reverse(f"admin:orders_{model}_changelist")
+    page = admin_client.get(url)
+    assert page.status_code == 200
+    assert admin_client.get(url, {"q": "7"}).status_code == 200
+    assert admin_client.get(reverse(f"admin:orders_{model}_add")).status_code == 403
