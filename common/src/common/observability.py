@@ -25,6 +25,20 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
+# The W3C trace context (``traceparent``) of the work being done in this
+# context, or "". Events recorded here carry it, and an event consumer sets it
+# from the event it handles, so a trace follows a change across services even
+# before a tracing library fills it from incoming requests.
+traceparent_var: contextvars.ContextVar[str] = contextvars.ContextVar("traceparent", default="")
+_VALID_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def current_traceparent() -> str:
+    """The ``traceparent`` known in this context if it is well formed, else ""."""
+    value = traceparent_var.get()
+    return value if _VALID_TRACEPARENT.match(value) else ""
+
+
 class RequestIdMiddleware:
     """Take ``X-Request-ID`` from the client or make one; echo it and log with it."""
 

@@ -107,6 +107,37 @@ def jwt_config(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
     }
 
 
+def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
+    """Settings of the event backbone (common.events): relay, consumers, retries.
+
+    ``EVENT_HANDLERS`` is code, not environment: a service's settings set it
+    (``{"order.approved": "catalog.handlers.order_approved"}``, topic
+    wildcards allowed). The relay's fallback poll is slow on PostgreSQL,
+    where LISTEN/NOTIFY wakes it on every commit, and fast on SQLite, where
+    polling is all there is.
+    """
+    postgres = "postgresql" in database_engine
+    config: dict[str, Any] = {
+        "EVENT_EXCHANGE": env.str("EVENT_EXCHANGE", default="events"),
+        "EVENT_HANDLERS": {},
+        "EVENT_MAX_ATTEMPTS": env.int("EVENT_MAX_ATTEMPTS", default=5),
+        "EVENT_RETRY_BACKOFF_SECONDS": env.float("EVENT_RETRY_BACKOFF_SECONDS", default=0.5),
+        "EVENT_RETRY_BACKOFF_MAX_SECONDS": env.float(
+            "EVENT_RETRY_BACKOFF_MAX_SECONDS", default=10.0
+        ),
+        "EVENT_RECONNECT_MAX_SECONDS": env.float("EVENT_RECONNECT_MAX_SECONDS", default=10.0),
+        "OUTBOX_POLL_SECONDS": env.float("OUTBOX_POLL_SECONDS", default=1.0 if postgres else 0.1),
+        "OUTBOX_BATCH_SIZE": env.int("OUTBOX_BATCH_SIZE", default=100),
+    }
+    for name in ("EVENT_MAX_ATTEMPTS", "OUTBOX_BATCH_SIZE"):
+        if config[name] < 1:
+            raise ImproperlyConfigured(f"{name} must be at least 1 (got {config[name]}).")
+    for name in ("OUTBOX_POLL_SECONDS", "EVENT_RECONNECT_MAX_SECONDS"):
+        if config[name] <= 0:
+            raise ImproperlyConfigured(f"{name} must be positive (got {config[name]}).")
+    return config
+
+
 # Services the gateway finds through discovery, with their local defaults.
 DISCOVERED_SERVICES = {"catalog": 8001, "users": 8002, "orders": 8003}
 DISCOVERY_BACKENDS = ("static", "etcd", "dns")
@@ -189,6 +220,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
     if not allowed_hosts:
         raise ImproperlyConfigured(f"ALLOWED_HOSTS must be set when ENVIRONMENT={environment!r}.")
     broker_url, broker_options = broker_config(env=env, var_dir=var_dir)
+    database = database_config(env=env, service=service, var_dir=var_dir)
     log_level = env.str("LOG_LEVEL", default="INFO")
 
     return {
@@ -246,7 +278,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
                 },
             }
         ],
-        "DATABASES": {"default": database_config(env=env, service=service, var_dir=var_dir)},
+        "DATABASES": {"default": database},
         "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
         "AUTH_PASSWORD_VALIDATORS": [
             {"NAME": f"django.contrib.auth.password_validation.{name}"}
@@ -308,7 +340,9 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "CELERY_BROKER_URL": broker_url,
         "CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
-        "CELERY_TASK_DEFAULT_QUEUE": service,
+        # QUEUE_PREFIX keeps deployments (or test runs) sharing one broker apart.
+        "QUEUE_PREFIX": env.str("QUEUE_PREFIX", default=""),
+        "CELERY_TASK_DEFAULT_QUEUE": env.str("QUEUE_PREFIX", default="") + service,
         "CELERY_TASK_ACKS_LATE": True,
         "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
         "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
@@ -316,6 +350,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "CELERY_ACCEPT_CONTENT": ["json"],
         "CELERY_RESULT_BACKEND": None,
         "CELERY_TASK_IGNORE_RESULT": True,
+        **events_config(env=env, database_engine=database["ENGINE"]),
         "LOGGING": {
             "version": 1,
             "disable_existing_loggers": False,

@@ -1,0 +1,146 @@
+"""Names, connections and backoff shared by the relay, the consumers and ``manage.py dlq``.
+
+Everything here works the same on RabbitMQ and on kombu's ``filesystem://``
+transport: only a durable topic exchange, durable queues, the default
+exchange and publisher confirms where the transport has them. No
+RabbitMQ-only feature (per-message TTL, dead-letter exchanges, delayed
+messages) is used, so retries and dead-lettering are done by our own code.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from django.conf import settings
+from kombu import Connection, Exchange, Queue, binding
+
+# Long enough for a loaded broker, short enough that a relay holding row
+# locks, or a consumer about to ack, does not hang on a dead one.
+PUBLISH_TIMEOUT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+# Headers a dead-lettered message carries (kept short: they show in RabbitMQ's UI too).
+HEADER_REASON = "x-dlq-reason"
+HEADER_ATTEMPTS = "x-dlq-attempts"
+HEADER_ROUTING_KEY = "x-dlq-original-routing-key"
+HEADER_EXCHANGE = "x-dlq-original-exchange"
+HEADER_DEAD_AT = "x-dlq-dead-lettered-at"
+HEADER_REPLAYS = "x-replays"  # not x-dlq-: it survives dying again
+
+
+def service_name(service: str | None = None) -> str:
+    return service or settings.SERVICE_NAME
+
+
+def _prefix() -> str:
+    """``QUEUE_PREFIX`` (if the settings have it) keeps deployments or test runs that
+    share a broker apart: it prefixes the exchange as well as the queues, since a
+    shared exchange would route one deployment's events into the other's queues."""
+    return str(getattr(settings, "QUEUE_PREFIX", "") or "")
+
+
+def queue_name(service: str | None = None) -> str:
+    """The durable queue a service consumes events from."""
+    return f"{_prefix()}{service_name(service)}.events"
+
+
+def dead_letter_queue_name(service: str | None = None) -> str:
+    return f"{queue_name(service)}.dlq"
+
+
+def events_exchange() -> Exchange:
+    """The durable topic exchange every service publishes to (routing key = event type)."""
+    return Exchange(f"{_prefix()}{settings.EVENT_EXCHANGE}", type="topic", durable=True)
+
+
+def events_queue(*, service: str | None = None, patterns: list[str]) -> Queue:
+    """The service's queue, bound to the exchange with every pattern it handles."""
+    exchange = events_exchange()
+    return Queue(
+        queue_name(service),
+        bindings=[binding(exchange, routing_key=pattern) for pattern in patterns],
+        durable=True,
+        auto_delete=False,
+    )
+
+
+def dead_letter_queue(service: str | None = None) -> Queue:
+    """Reached through the default exchange only: nothing is routed here by accident."""
+    return Queue(dead_letter_queue_name(service), durable=True, auto_delete=False)
+
+
+def broker_connection(
+    url: str | None = None, *, transport_options: Mapping[str, Any] | None = None
+) -> Connection:
+    """A connection to the service's broker with publisher confirms where they exist.
+
+    ``confirm_publish`` makes every publish on pyamqp wait for the broker's
+    ack (a nack or a lost connection raises), which is what lets the relay
+    mark a row published and the consumer ack after dead-lettering. Other
+    transports ignore the option; their publish returns once the message is
+    stored (the filesystem transport writes the file before returning).
+    """
+    options = dict(
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS if transport_options is None else transport_options
+    )
+    options["confirm_publish"] = True
+    return Connection(
+        url or settings.CELERY_BROKER_URL,
+        transport_options=options,
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        # No heartbeats: a handler may legitimately hold the thread (retry
+        # backoff) longer than a heartbeat interval, and nothing would answer.
+        heartbeat=0,
+    )
+
+
+def broker_connect(connection: Connection) -> Connection:
+    """Connect now, trying each broker URL once, or raise at once.
+
+    kombu's ``connect()`` sleeps two seconds before its one retry; our
+    callers have backoff loops of their own and should hear of a dead broker
+    immediately.
+    """
+    connection.ensure_connection(
+        max_retries=max(len(connection.alt), 1) - 1,
+        interval_start=0,
+        reraise_as_library_errors=False,
+    )
+    return connection
+
+
+def broker_errors(connection: Connection) -> tuple[type[BaseException], ...]:
+    """What a broken or refused broker raises on this transport."""
+    return (*connection.connection_errors, *connection.channel_errors, OSError)
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Backoff:
+    """Exponential delays with jitter, capped; ``reset()`` after a success.
+
+    Jitter spreads the reconnects of many processes after a broker restart.
+    """
+
+    def __init__(self, *, initial: float, maximum: float) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.failures = 0
+
+    def next(self) -> float:
+        delay = min(self.maximum, self.initial * 2**self.failures)
+        self.failures += 1
+        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - not security
+
+    def reset(self) -> None:
+        self.failures = 0

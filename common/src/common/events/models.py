@@ -1,0 +1,61 @@
+"""The outbox and inbox tables every service gets (app label ``common``).
+
+They live in the service's own database, which is the point: an event is
+written in the same transaction as the change it describes (outbox), and a
+handled event is remembered in the same transaction as the handler's effects
+(inbox). ``common.models`` imports this module so Django registers them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class OutboxMessage(models.Model):
+    """An event recorded by this service, waiting for (or done with) the relay."""
+
+    id = models.UUIDField(primary_key=True, help_text="the event id, also the message id")
+    type = models.CharField(max_length=200)
+    subject = models.CharField(max_length=200)
+    envelope = models.JSONField(help_text="the whole event, as published")
+    created_at = models.DateTimeField()
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="failed publish attempts")
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        app_label = "common"
+        verbose_name = "outbox message"
+        indexes = [
+            # The relay only ever reads unpublished rows, oldest first; a
+            # partial index stays small however many published rows are kept.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(published_at__isnull=True),
+                name="common_outbox_unpublished",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.subject} ({self.id})"
+
+
+class InboxMessage(models.Model):
+    """An event a consumer of this service has handled: a redelivery finds it and stops."""
+
+    id = models.BigAutoField(primary_key=True)
+    consumer = models.CharField(max_length=200, help_text="the queue the event came from")
+    message_id = models.UUIDField(help_text="the event id")
+    type = models.CharField(max_length=200)
+    processed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        app_label = "common"
+        verbose_name = "inbox message"
+        constraints = [
+            models.UniqueConstraint(fields=["consumer", "message_id"], name="common_inbox_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer}: {self.type} ({self.message_id})"

@@ -1,0 +1,106 @@
+"""Recording events in the service's own database, in the caller's transaction.
+
+``event_record`` refuses to run outside ``transaction.atomic()`` rather than
+opening a transaction of its own: an event written in a separate transaction
+from the change it describes is exactly the dual write the outbox exists to
+prevent (the change could commit without its event, or the event without the
+change). Inside the caller's transaction both commit or neither does, so
+nothing is ever published for a rolled-back change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils import timezone
+
+from common.events.envelope import Event, event_data_validate
+from common.events.models import OutboxMessage
+from common.observability import current_traceparent
+
+_SUBJECT_MAX_LENGTH = OutboxMessage._meta.get_field("subject").max_length
+
+
+class OutboxError(Exception):
+    """``event_record`` was used where the outbox cannot keep its promise."""
+
+
+def notify_channel(service: str) -> str:
+    """The PostgreSQL LISTEN/NOTIFY channel that wakes this service's relay."""
+    # Channel names are identifiers: keep them plain and within 63 bytes.
+    return f"outbox_{re.sub(r'[^a-z0-9_]', '_', service.lower())}"[:63]
+
+
+_last_created_at = datetime.min.replace(tzinfo=UTC)
+_clock_lock = threading.Lock()
+
+
+def _creation_time() -> datetime:
+    """Now, but always later than the previous event recorded by this process.
+
+    The relay publishes in ``created_at`` order; two events recorded in the
+    same microsecond would otherwise tie and could swap places.
+    """
+    global _last_created_at
+    with _clock_lock:
+        now = timezone.now()
+        if now <= _last_created_at:
+            now = _last_created_at + timedelta(microseconds=1)
+        _last_created_at = now
+        return now
+
+
+def event_record(
+    *, type: str, subject: str, data: Mapping[str, Any], using: str = DEFAULT_DB_ALIAS
+) -> Event:
+    """Write an event to the outbox as part of the caller's transaction.
+
+    ``data`` is validated in its wire form (Decimals, UUIDs and datetimes
+    become strings first), so the producer checks exactly what consumers will
+    receive. On PostgreSQL a ``NOTIFY`` in the same transaction wakes the
+    relay the moment the transaction commits, and never for a rollback.
+    """
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        raise OutboxError(
+            f"event_record({type!r}) must run inside transaction.atomic() together with the "
+            "change it describes; outside one the event could be kept while the change is lost."
+        )
+    subject = str(subject)
+    if not subject or len(subject) > _SUBJECT_MAX_LENGTH:
+        raise ValueError(f"event subject must be 1 to {_SUBJECT_MAX_LENGTH} characters")
+    wire_data = json.loads(json.dumps(dict(data), cls=DjangoJSONEncoder))
+    event_data_validate(event_type=type, data=wire_data)
+    created_at = _creation_time()
+    traceparent = current_traceparent()
+    event = Event(
+        id=str(uuid.uuid4()),
+        type=type,
+        source=settings.SERVICE_NAME,
+        time=created_at.isoformat(timespec="microseconds"),
+        subject=subject,
+        data=wire_data,
+        trace={"traceparent": traceparent} if traceparent else {},
+    )
+    OutboxMessage.objects.using(using).create(
+        id=event.id,
+        type=event.type,
+        subject=event.subject,
+        envelope=event.to_dict(),
+        created_at=created_at,
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # Delivered to listeners at commit, dropped on rollback; PostgreSQL
+            # folds repeated identical notifications of one transaction.
+            cursor.execute("SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)])
+    return event

@@ -1,0 +1,75 @@
+"""Feed this service's event queue to its handlers: one long-running process per service."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from common.events.broker import broker_connect, broker_connection, broker_errors
+from common.events.consumer import EventConsumer
+
+
+class Command(BaseCommand):
+    help = (
+        "Consume <service>.events (bound to the 'events' exchange with the patterns of "
+        "EVENT_HANDLERS): each event is handled once per id (inbox), acknowledged after "
+        "its transaction commits, retried EVENT_MAX_ATTEMPTS times with backoff, then "
+        "dead-lettered to <service>.events.dlq (see manage.py dlq). SIGTERM/SIGINT stop it "
+        "after the current message."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--setup-only",
+            action="store_true",
+            help="declare the queue, its bindings and the DLQ, then exit (run at deploy time "
+            "so no event is published before the queue exists)",
+        )
+        mode.add_argument(
+            "--drain",
+            action="store_true",
+            help="handle what is queued and exit once the queue stays empty for --idle seconds",
+        )
+        parser.add_argument("--idle", type=float, default=1.0, help="seconds, with --drain")
+
+    def handle(
+        self, *args: Any, setup_only: bool, drain: bool, idle: float, **options: Any
+    ) -> None:
+        consumer = EventConsumer()
+        if setup_only:
+            connection = broker_connection()
+            try:
+                broker_connect(connection)
+                consumer.declare(connection)
+            except broker_errors(connection) as exc:
+                raise CommandError(f"broker unreachable: {exc!r}") from exc
+            finally:
+                connection.release()
+            self.stdout.write(
+                f"declared {consumer.queue_name} ({', '.join(consumer.patterns) or 'no patterns'})"
+                f" and {consumer.dead_letter_queue_name}"
+            )
+            return
+        if not consumer.routes:
+            self.stderr.write(
+                "EVENT_HANDLERS is empty: only replayed messages will arrive on "
+                f"{consumer.queue_name}."
+            )
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            consumer.request_stop()
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            count = consumer.run(until_idle=idle if drain else None)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if drain:
+            self.stdout.write(f"handled {count} messages")
