@@ -124,6 +124,52 @@ class RunningService:
             )
         return result
 
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """This service's Celery worker on its queue (QUEUE_PREFIX keeps test runs apart)."""
+        queue = self.env.get("QUEUE_PREFIX", "") + self.name
+        log = (self.var_dir / "worker.log").open("ab")
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                f"{self.name}_svc",
+                "worker",
+                "-Q",
+                queue,
+                "-n",
+                f"{queue}@%h",
+                "-P",
+                "threads",
+                "-c",
+                "4",
+                "-l",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.extra.setdefault("workers", []).append(worker)
+        return worker
+
+    def stop_workers(self, sig: int = signal.SIGTERM) -> None:
+        for worker in self.extra.pop("workers", []):
+            if worker.poll() is None:
+                os.killpg(worker.pid, sig)
+                try:
+                    worker.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+                    worker.wait(timeout=15)
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
             return ""
@@ -192,6 +238,8 @@ class ServiceLauncher:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.running: list[RunningService] = []
+        # Queues of this launcher's services, apart from any other run on the same broker.
+        self.queue_prefix = f"t{uuid.uuid4().hex[:8]}-"
 
     def start(
         self,
@@ -223,6 +271,7 @@ class ServiceLauncher:
                 "BROKER_URL": BROKER_URL,
                 "VAR_DIR": str(var_dir),
                 "WEB_CONCURRENCY": "1",
+                "QUEUE_PREFIX": self.queue_prefix,
                 **(env or {}),
             },
             log_path=var_dir / "service.log",
@@ -239,10 +288,26 @@ class ServiceLauncher:
 
     def stop_all(self) -> None:
         for service in reversed(self.running):
+            service.stop_workers()
             service.stop()
             if service.database_name:
                 database_drop(service.database_name)
+        if self.running:
+            self._delete_queues({self.queue_prefix + service.name for service in self.running})
         self.running.clear()
+
+    @staticmethod
+    def _delete_queues(names: set[str]) -> None:
+        """Leave no queue of this run behind on the shared broker."""
+        from kombu import Connection
+
+        with Connection(BROKER_URL, connect_timeout=5) as connection:
+            channel = connection.channel()
+            for name in names:
+                try:
+                    channel.queue_delete(name)
+                except Exception:
+                    channel = connection.channel()
 
 
 class Sidecar:

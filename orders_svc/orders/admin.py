@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from orders.models import IdempotencyKey, OrderEvent, OrderSummary
+from orders.models import IdempotencyKey, OrderEvent, OrderSummary, Saga
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,3 +34,18 @@ class OrderEventAdmin(ReadOnlyAdmin):
 class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ["customer_id", "key", "order_id", "created_at"]
     search_fields = ["customer_id", "key", "order_id"]
+
+
+@admin.register(Saga)
+class SagaAdmin(ReadOnlyAdmin):
+    list_display = [
+        "order_id",
+        "kind",
+        "state",
+        "outcome",
+        "attempts",
+        "needs_attention",
+        "updated_at",
+    ]
+    list_filter = ["kind", "state", "needs_attention"]
+    search_fields = ["order_id"]

@@ -87,3 +87,47 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id}:{self.key} -> {self.order_id}"
+
+
+class Saga(models.Model):
+    """Where an order's saga stands: what it waits for, until when, and how often it asked.
+
+    The orchestrator reads and writes this row under a lock for every reply and
+    every deadline, so a saga survives restarts and duplicate replies.
+    """
+
+    class Kind(models.TextChoices):
+        PLACE = "place"
+        CANCEL = "cancel"
+
+    class State(models.TextChoices):
+        RESERVING_STOCK = "reserving_stock"
+        RESERVING_CREDIT = "reserving_credit"
+        APPROVING = "approving"
+        COMPENSATING = "compensating"
+        CANCELLING = "cancelling"
+        DONE = "done"
+
+    order_id = models.UUIDField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    state = models.CharField(max_length=20, choices=State.choices, db_index=True)
+    # Steps whose reply is awaited, each with the command that asks for it (to resend).
+    pending = models.JSONField(default=dict)
+    outcome = models.CharField(max_length=40, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    needs_attention = models.BooleanField(default=False, db_index=True)
+    last_error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order_id", "kind"], name="one_saga_per_order_and_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.order_id}: {self.state}"

@@ -107,6 +107,9 @@ def order_place(
                     ],
                 },
             )
+            from orders.saga import saga_place_start  # the saga module builds on this one
+
+            saga_place_start(order=order)
     except IntegrityError:
         existing = _order_for_key(customer_id, idempotency_key, fingerprint)
         if existing is None:
@@ -136,9 +139,13 @@ def order_cancel_request(*, order_id: UUID | str, requested_by: str) -> Order:
         raise OrderStateConflict(
             f"Only an approved order can be cancelled; this one is {order.status}."
         )
-    return order_append(
+    order = order_append(
         order=order, type=OrderEventType.CANCEL_REQUESTED, data={"requested_by": requested_by}
     )
+    from orders.saga import saga_cancel_start
+
+    saga_cancel_start(order=order)
+    return order
 
 
 def read_models_rebuild(*, progress: Callable[[Iterable[Any]], Iterable[Any]] = iter) -> int:

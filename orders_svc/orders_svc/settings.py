@@ -5,6 +5,8 @@ Every value comes from the environment; see .env.example at the repository root.
 
 from pathlib import Path
 
+import environ
+
 from common.settings import service_defaults
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -17,4 +19,10 @@ INSTALLED_APPS = [
     "orders.apps.OrdersConfig",
 ]
 ROOT_URLCONF = "orders_svc.urls"
+
+_env = environ.Env()
+# A saga step with no reply after this long is asked again (commands are idempotent)...
+SAGA_STEP_TIMEOUT_SECONDS = _env.float("SAGA_STEP_TIMEOUT_SECONDS", default=10.0)
+# ...this many times; then the order is rejected with "timeout" and its holds released.
+SAGA_MAX_ATTEMPTS = _env.int("SAGA_MAX_ATTEMPTS", default=3)
 WSGI_APPLICATION = "orders_svc.wsgi.application"

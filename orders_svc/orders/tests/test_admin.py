@@ -6,7 +6,7 @@ from orders.services import LineRequest, order_place
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("model", ["ordersummary", "orderevent", "idempotencykey"])
+@pytest.mark.parametrize("model", ["ordersummary", "orderevent", "idempotencykey", "saga"])
 def test_every_admin_list_and_search_works_and_is_read_only(admin_client, model):
     order_place(customer_id="7", lines=[LineRequest(1, 1)], idempotency_key="k")
     url = reverse(f"admin:orders_{model}_changelist")

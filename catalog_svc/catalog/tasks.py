@@ -1,0 +1,74 @@
+"""The catalog's part in the order saga: commands in, one local transaction, a reply out."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from celery import shared_task
+
+from catalog.errors import InvalidReservation, ReservationNotFound, ReservationStateConflict
+from catalog.models import StockReservation
+from catalog.services import LineRequest, stock_commit, stock_release, stock_reserve
+from common.commands import command_send
+
+REPLY = "orders.saga_reply"
+
+
+def _reply(order_id: str, step: str, ok: bool, reason: str = "", data: dict | None = None) -> None:
+    command_send(
+        service="orders",
+        task=REPLY,
+        order_id=order_id,
+        step=step,
+        ok=ok,
+        reason=reason,
+        data=data or {},
+    )
+
+
+@shared_task(name="catalog.stock_reserve", acks_late=True)
+def stock_reserve_task(order_id: str, lines: list[dict]) -> None:
+    try:
+        reservation = stock_reserve(
+            order_id=UUID(order_id),
+            lines=[LineRequest(int(line["product_id"]), int(line["quantity"])) for line in lines],
+        )
+    except (InvalidReservation, KeyError, ValueError) as error:
+        _reply(order_id, "stock_reserve", False, "invalid_request", {"detail": str(error)})
+        return
+    if reservation.state == StockReservation.State.HELD:
+        priced = [
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": str(line.unit_price),
+            }
+            for line in reservation.lines.all()
+        ]
+        total = sum(line.unit_price * line.quantity for line in reservation.lines.all())
+        _reply(order_id, "stock_reserve", True, data={"lines": priced, "total": str(total)})
+    else:
+        reason = reservation.reason or reservation.state
+        _reply(
+            order_id,
+            "stock_reserve",
+            False,
+            reason,
+            {"product_ids": reservation.refused_product_ids},
+        )
+
+
+@shared_task(name="catalog.stock_commit", acks_late=True)
+def stock_commit_task(order_id: str) -> None:
+    try:
+        stock_commit(order_id=UUID(order_id))
+    except (ReservationNotFound, ReservationStateConflict) as error:
+        _reply(order_id, "stock_commit", False, error.code)
+        return
+    _reply(order_id, "stock_commit", True)
+
+
+@shared_task(name="catalog.stock_release", acks_late=True)
+def stock_release_task(order_id: str) -> None:
+    stock_release(order_id=UUID(order_id))
+    _reply(order_id, "stock_release", True)

@@ -1,0 +1,56 @@
+"""The users service's part in the order saga: credit commands in, a reply out."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from uuid import UUID
+
+from celery import shared_task
+
+from accounts.errors import (
+    CreditReservationNotFound,
+    CreditReservationStateConflict,
+    InvalidCreditRequest,
+)
+from accounts.models import CreditReservation
+from accounts.services import credit_capture, credit_release, credit_reserve
+from common.commands import command_send
+
+REPLY = "orders.saga_reply"
+
+
+def _reply(order_id: str, step: str, ok: bool, reason: str = "") -> None:
+    command_send(
+        service="orders", task=REPLY, order_id=order_id, step=step, ok=ok, reason=reason, data={}
+    )
+
+
+@shared_task(name="users.credit_reserve", acks_late=True)
+def credit_reserve_task(order_id: str, customer_id: str, amount: str) -> None:
+    try:
+        reservation = credit_reserve(
+            customer_id=int(customer_id), order_id=UUID(order_id), amount=Decimal(amount)
+        )
+    except (InvalidCreditRequest, InvalidOperation, ValueError):
+        _reply(order_id, "credit_reserve", False, "invalid_request")
+        return
+    held = reservation.state == CreditReservation.State.HELD
+    _reply(
+        order_id, "credit_reserve", held, "" if held else reservation.reason or reservation.state
+    )
+
+
+@shared_task(name="users.credit_capture", acks_late=True)
+def credit_capture_task(order_id: str) -> None:
+    try:
+        credit_capture(order_id=UUID(order_id))
+    except (CreditReservationNotFound, CreditReservationStateConflict) as error:
+        _reply(order_id, "credit_capture", False, error.code)
+        return
+    _reply(order_id, "credit_capture", True)
+
+
+@shared_task(name="users.credit_release", acks_late=True)
+def credit_release_task(order_id: str) -> None:
+    credit_release(order_id=UUID(order_id))
+    _reply(order_id, "credit_release", True)
