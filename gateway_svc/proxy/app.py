@@ -69,6 +69,32 @@ class ClientDisconnected(Exception):
     pass
 
 
+async def send_json(
+    send: Send,
+    *,
+    status: int,
+    body: Any,
+    request_id: bytes,
+    content_type: bytes = b"application/json",
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A complete JSON response the gateway writes itself."""
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", request_id),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
 async def send_problem(
     send: Send,
     *,
@@ -79,20 +105,14 @@ async def send_problem(
     request_id: bytes,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    body = json.dumps(problem(status_code=status, code=code, title=title, detail=detail)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", _PROBLEM),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id),
-                *(headers or []),
-            ],
-        }
+    await send_json(
+        send,
+        status=status,
+        body=problem(status_code=status, code=code, title=title, detail=detail),
+        request_id=request_id,
+        content_type=_PROBLEM,
+        headers=headers,
     )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from identity.clients import service_token
-from proxy.app import send_problem
+from proxy.app import send_json, send_problem
 from proxy.upstreams import UpstreamError
 
 if TYPE_CHECKING:
@@ -120,7 +120,10 @@ class OrderDetailsComposer:
             )
             return
         if status != 200 or not isinstance(order, dict):
-            await self._send_json(send, status, order, request_id, problem=True)
+            problem_type = b"application/problem+json" if status >= 400 else b"application/json"
+            await send_json(
+                send, status=status, body=order, request_id=request_id, content_type=problem_type
+            )
             return
 
         lines = order.get("lines") or []
@@ -151,28 +154,7 @@ class OrderDetailsComposer:
             "customer": customer,
             "warnings": warnings,
         }
-        await self._send_json(send, 200, body, request_id)
-
-    @staticmethod
-    async def _send_json(
-        send: Send, status: int, body: Any, request_id: bytes, *, problem: bool = False
-    ) -> None:
-        payload = json.dumps(body).encode()
-        content_type = (
-            b"application/problem+json" if problem and status >= 400 else b"application/json"
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", content_type),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"x-request-id", request_id),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+        await send_json(send, status=200, body=body, request_id=request_id)
 
 
 async def _missing(warning: str) -> tuple[None, str]:

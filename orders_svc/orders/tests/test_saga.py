@@ -33,6 +33,13 @@ def place() -> str:
 
 
 STOCK_OK = {"lines": [{"product_id": 1, "quantity": 2, "unit_price": "10.00"}], "total": "20.00"}
+# Every reply of an approval, in order.
+APPROVAL = [
+    ("stock_reserve", STOCK_OK),
+    ("credit_reserve", {}),
+    ("stock_commit", {}),
+    ("credit_capture", {}),
+]
 
 
 def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
@@ -77,12 +84,7 @@ def test_refused_credit_releases_the_stock_then_rejects(sent):
 
 def test_every_reply_delivered_twice_gives_the_same_order(sent):
     order_id = place()
-    for step, data in [
-        ("stock_reserve", STOCK_OK),
-        ("credit_reserve", {}),
-        ("stock_commit", {}),
-        ("credit_capture", {}),
-    ]:
+    for step, data in APPROVAL:
         saga_reply(order_id=order_id, step=step, ok=True, data=data)
         saga_reply(order_id=order_id, step=step, ok=True, data=data)
 
@@ -94,12 +96,7 @@ def test_every_reply_delivered_twice_gives_the_same_order(sent):
 
 def test_cancel_releases_stock_and_credit_then_cancels(sent):
     order_id = place()
-    for step, data in [
-        ("stock_reserve", STOCK_OK),
-        ("credit_reserve", {}),
-        ("stock_commit", {}),
-        ("credit_capture", {}),
-    ]:
+    for step, data in APPROVAL:
         saga_reply(order_id=order_id, step=step, ok=True, data=data)
     order_cancel_request(order_id=order_id, requested_by="7")
     saga_reply(order_id=order_id, step="stock_release", ok=True)
