@@ -115,6 +115,35 @@ async def send_problem(
     )
 
 
+async def send_rate_limited(send: Send, decision: Decision, request_id: bytes) -> None:
+    await send_problem(
+        send,
+        status=429,
+        code="too_many_requests",
+        title="Too many requests.",
+        detail=f"The limit is {decision.limit} requests per window; "
+        f"try again in {decision.reset} s.",
+        request_id=request_id,
+        headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
+    )
+
+
+async def send_upstream_error(send: Send, error: UpstreamError, request_id: bytes) -> None:
+    """An upstream failure as problem details, with Retry-After when the error knows one."""
+    extra = []
+    if error.retry_after:
+        extra.append((b"retry-after", str(int(error.retry_after + 0.999)).encode()))
+    await send_problem(
+        send,
+        status=error.status,
+        code=error.code,
+        title=error.title,
+        detail=error.detail,
+        request_id=request_id,
+        headers=extra,
+    )
+
+
 async def read_body(receive: Receive, limit: int) -> bytes | None:
     """The whole request body, or None when it grows past ``limit``."""
     chunks: list[bytes] = []
@@ -265,16 +294,7 @@ class GatewayApp:
                 decision = await runtime.limiter.hit(f"ip:{client_ip}", route.anonymous_rate)
             if not decision.allowed:
                 status = 429
-                await send_problem(
-                    send,
-                    status=429,
-                    code="too_many_requests",
-                    title="Too many requests.",
-                    detail=f"The limit is {decision.limit} requests per window; "
-                    f"try again in {decision.reset} s.",
-                    request_id=request_id,
-                    headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
-                )
+                await send_rate_limited(send, decision, request_id)
                 return
 
             if content_length is not None and (
@@ -307,18 +327,7 @@ class GatewayApp:
                 )
             except UpstreamError as error:
                 status = error.status
-                extra = []
-                if error.retry_after:
-                    extra.append((b"retry-after", str(int(error.retry_after + 0.999)).encode()))
-                await send_problem(
-                    send,
-                    status=error.status,
-                    code=error.code,
-                    title=error.title,
-                    detail=error.detail,
-                    request_id=request_id,
-                    headers=extra,
-                )
+                await send_upstream_error(send, error, request_id)
                 return
             instance_id = relay.instance.id
             status = relay.response.status
@@ -326,14 +335,7 @@ class GatewayApp:
                 await self.relay(relay, method, request_id, decision, send)
             except UpstreamError as error:
                 status = error.status
-                await send_problem(
-                    send,
-                    status=error.status,
-                    code=error.code,
-                    title=error.title,
-                    detail=error.detail,
-                    request_id=request_id,
-                )
+                await send_upstream_error(send, error, request_id)
         except ClientDisconnected:
             status = 499
         finally:

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from identity.clients import service_token
-from proxy.app import send_json, send_problem
+from proxy.app import send_json, send_problem, send_rate_limited, send_upstream_error
 from proxy.upstreams import UpstreamError
 
 if TYPE_CHECKING:
@@ -91,15 +91,7 @@ class OrderDetailsComposer:
             f"user:{claims['sub']}", self.runtime.routes["orders"].authenticated_rate
         )
         if not decision.allowed:
-            await send_problem(
-                send,
-                status=429,
-                code="too_many_requests",
-                title="Too many requests.",
-                detail=f"Try again in {decision.reset} s.",
-                request_id=request_id,
-                headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
-            )
+            await send_rate_limited(send, decision, request_id)
             return
         order_id = _DETAILS.match(scope["path"]).group(1)  # type: ignore[union-attr]
         caller = [
@@ -110,14 +102,7 @@ class OrderDetailsComposer:
         try:
             status, order = await self.get_json("orders", f"/api/orders/{order_id}/", caller)
         except UpstreamError as upstream_error:
-            await send_problem(
-                send,
-                status=upstream_error.status,
-                code=upstream_error.code,
-                title=upstream_error.title,
-                detail=upstream_error.detail,
-                request_id=request_id,
-            )
+            await send_upstream_error(send, upstream_error, request_id)
             return
         if status != 200 or not isinstance(order, dict):
             problem_type = b"application/problem+json" if status >= 400 else b"application/json"
