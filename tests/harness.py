@@ -160,6 +160,23 @@ class RunningService:
         self.extra.setdefault("workers", []).append(worker)
         return worker
 
+    def start_manage(self, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running ``manage.py`` command of this service (outbox relay, event
+        consumer, saga watchdog), stopped with the workers; its output goes to
+        ``<command>.log`` in the service's var dir."""
+        log = (self.var_dir / f"{args[0]}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.extra.setdefault("workers", []).append(process)
+        return process
+
     def stop_workers(self, sig: int = signal.SIGTERM) -> None:
         for worker in self.extra.pop("workers", []):
             if worker.poll() is None:

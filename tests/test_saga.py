@@ -38,6 +38,11 @@ def shop(module_services: ServiceLauncher) -> Shop:
     orders = module_services.start("orders", env={**verifier, "SAGA_STEP_TIMEOUT_SECONDS": "5"})
     for service in (catalog, users, orders):
         service.start_worker()
+    # The choreography: orders publishes its events, catalog and users consume them.
+    for consumer in (catalog, users):
+        consumer.manage("consume_events", "--setup-only")
+        consumer.start_manage("consume_events")
+    orders.start_manage("outbox_relay")
     gateway = module_services.start(
         "gateway",
         port=port,
@@ -77,33 +82,29 @@ def quick_customers(shop: Shop, count: int) -> list[dict[str, str]]:
         .split(",")
     )
     assert len(created) == count
+    return [signed_headers(shop, user_id) for user_id in created]
+
+
+def signed_headers(shop: Shop, user_id: str, *, staff: bool = False) -> dict[str, str]:
+    """An access token for ``user_id`` signed with the gateway's own key, as a login makes."""
     key = (shop.gateway.var_dir / "jwt" / "private.pem").read_bytes()
     kid = httpx.get(shop.url("/.well-known/jwks.json")).json()["keys"][0]["kid"]
     now = int(time.time())
-    return [
-        {
-            "Authorization": "Bearer "
-            + jwt.encode(
-                {
-                    "sub": user_id,
-                    "email": "",
-                    "name": "",
-                    "is_staff": False,
-                    "roles": ["customer"],
-                    "token_type": "access",
-                    "iat": now,
-                    "exp": now + 600,
-                    "jti": uuid.uuid4().hex,
-                    "iss": "eshop-gateway",
-                    "aud": "eshop",
-                },
-                key,
-                algorithm="RS256",
-                headers={"kid": kid},
-            )
-        }
-        for user_id in created
-    ]
+    claims = {
+        "sub": user_id,
+        "email": "",
+        "name": "",
+        "is_staff": staff,
+        "roles": ["staff"] if staff else ["customer"],
+        "token_type": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": uuid.uuid4().hex,
+        "iss": "eshop-gateway",
+        "aud": "eshop",
+    }
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+    return {"Authorization": f"Bearer {token}"}
 
 
 def product(shop: Shop, product_id: int) -> dict:
@@ -189,6 +190,27 @@ def test_cancelling_an_approved_order_returns_stock_and_credit(shop):
     assert order["history"][-1]["type"] == "order.cancelled"
     assert product(shop, 6)["stock_available"] == before
     assert credit(shop, headers) == "1000.00"
+
+
+def test_sold_and_order_counts_follow_approved_and_cancelled_orders(shop):
+    """The choreography: orders' events, relayed from its event store, reach catalog and users."""
+    headers = customer(shop)
+    me = httpx.get(shop.url("/api/users/me/"), headers=headers).json()["id"]
+    staff = signed_headers(shop, "1", staff=True)
+
+    def counts() -> tuple[int, int]:
+        customer_view = httpx.get(shop.url(f"/api/users/{me}/"), headers=staff).json()
+        return product(shop, 12)["sold"], customer_view["order_count"]
+
+    sold_before, orders_before = counts()
+    assert orders_before == 0
+    order_id = place(shop, headers, [{"product_id": 12, "quantity": 2}])  # 24.90 sleeves
+    assert settled(shop, headers, order_id)["status"] == "APPROVED"
+    assert wait_until(lambda: counts() == (sold_before + 2, 1), timeout=15), counts()
+
+    httpx.post(shop.url(f"/api/orders/{order_id}/cancel/"), headers=headers)
+    settled(shop, headers, order_id, status="CANCELLED")
+    assert wait_until(lambda: counts() == (sold_before, 0), timeout=15), counts()
 
 
 def test_thirty_customers_race_for_the_last_ten_units(shop):

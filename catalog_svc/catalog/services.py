@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -265,3 +266,24 @@ def stock_release(*, order_id: UUID) -> StockReservation:
     reservation.state = State.RELEASED
     reservation.save(update_fields=["state", "updated_at"])
     return reservation
+
+
+@dataclass(frozen=True)
+class SoldLine:
+    product_id: int
+    quantity: int
+
+
+def sold_counts_add(*, lines: Iterable[SoldLine], returned: bool = False) -> None:
+    """Count units sold (``order.approved``) or given back (``order.cancelled``).
+
+    Updated in place with ``F()``, in product order like the stock locks, so
+    concurrent consumers neither lose counts nor deadlock. A product that no
+    longer exists has nothing to count; a return never takes a count below zero.
+    """
+    quantities: dict[int, int] = {}
+    for line in lines:
+        quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
+    for product_id, quantity in sorted(quantities.items()):
+        sold = Greatest(F("sold_count") - quantity, 0) if returned else F("sold_count") + quantity
+        Product.objects.filter(pk=product_id).update(sold_count=sold)

@@ -17,4 +17,9 @@ INSTALLED_APPS = [
     "catalog.apps.CatalogConfig",
 ]
 ROOT_URLCONF = "catalog_svc.urls"
+# Run by `manage.py consume_events`: sold counts follow approved and cancelled orders.
+EVENT_HANDLERS = {
+    "order.approved": "catalog.handlers.order_approved",
+    "order.cancelled": "catalog.handlers.order_cancelled",
+}
 WSGI_APPLICATION = "catalog_svc.wsgi.application"

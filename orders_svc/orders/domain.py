@@ -76,3 +76,19 @@ class Order:
     @property
     def item_count(self) -> int:
         return sum(line.quantity for line in self.lines)
+
+    def settled_data(self) -> dict[str, Any]:
+        """What ``order.approved`` and ``order.cancelled`` tell consumers (sold, order counts)."""
+        return {
+            "customer_id": self.customer_id,
+            "total": str(self.total),
+            "currency": self.currency,
+            "lines": [
+                {
+                    "product_id": line.product_id,
+                    "quantity": line.quantity,
+                    "unit_price": str(line.unit_price),
+                }
+                for line in self.lines
+            ],
+        }

@@ -1,13 +1,22 @@
 """Orders, event-sourced: the events are the truth; summaries are a projection of them.
 
-``OrderEvent`` rows are appended, never changed; ``(order_id, version)`` is
-unique, which is the optimistic concurrency check: two writers that read
-version n both try to append n + 1, and one of them fails.
+``OrderEvent`` rows are appended, never changed (but for the relay's publishing
+marks); ``(order_id, version)`` is unique, which is the optimistic concurrency
+check: two writers that read version n both try to append n + 1, and one of
+them fails.
 """
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+from common.events import Event
+from common.events.models import OutboxRecord
 
 
 class OrderEventType(models.TextChoices):
@@ -29,12 +38,24 @@ class OrderStatus(models.TextChoices):
     CANCELLED = "CANCELLED"
 
 
-class OrderEvent(models.Model):
+class OrderEvent(OutboxRecord):
+    """One fact of an order's life; also the outbox (``OUTBOX_MODEL``) the relay publishes.
+
+    Appending the event is the whole write: no second table to keep in step,
+    so an event is published exactly when it is committed. The relay sends
+    rows in ``id`` order, which keeps each order's events in version order
+    (an order's appends are serialised by its version check).
+    """
+
+    outbox_ordering = ("id",)
+
     order_id = models.UUIDField(db_index=True)
     version = models.PositiveIntegerField()
     type = models.CharField(max_length=40, choices=OrderEventType.choices)
     data = models.JSONField(default=dict)
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    traceparent = models.CharField(max_length=55, blank=True)
 
     class Meta:
         ordering = ["order_id", "version"]
@@ -43,9 +64,27 @@ class OrderEvent(models.Model):
                 fields=["order_id", "version"], name="order_event_version_unique"
             ),
         ]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=Q(published_at__isnull=True),
+                name="order_event_unpublished",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id} v{self.version} {self.type}"
+
+    def outbox_envelope(self) -> dict[str, Any]:
+        return Event(
+            id=str(self.event_id),
+            type=self.type,
+            source=settings.SERVICE_NAME,
+            time=self.occurred_at.isoformat(timespec="microseconds"),
+            subject=str(self.order_id),
+            data=self.data,
+            trace={"traceparent": self.traceparent} if self.traceparent else {},
+        ).to_dict()
 
 
 class OrderSummary(models.Model):

@@ -142,10 +142,11 @@ def saga_reply(
                 amount=str(order.total),
             )
         else:
+            reason = reason or "out_of_stock"
             order = order_append(
-                order=order, type=OrderEventType.STOCK_REFUSED, data={"reason": reason, **data}
+                order=order, type=OrderEventType.STOCK_REFUSED, data={**data, "reason": reason}
             )
-            _reject(saga, order, reason or "out_of_stock")
+            _reject(saga, order, reason)
     elif saga.state == State.RESERVING_CREDIT:
         if ok:
             order = order_append(
@@ -156,17 +157,18 @@ def saga_reply(
             _ask(saga, "stock_commit", order_id=order_id)
             _ask(saga, "credit_capture", order_id=order_id)
         else:
+            reason = reason or "credit_limit_exceeded"
             order = order_append(
                 order=order, type=OrderEventType.CREDIT_REFUSED, data={"reason": reason}
             )
-            _compensate(saga, order, reason or "credit_limit_exceeded", ["stock_release"])
+            _compensate(saga, order, reason, ["stock_release"])
     elif saga.state == State.APPROVING:
         if not ok:
             saga.last_error = f"{step} failed: {reason}"
             saga.needs_attention = True
             _ask(saga, step, order_id=order_id)  # committing is idempotent: keep asking
         elif not saga.pending:
-            order_append(order=order, type=OrderEventType.APPROVED, data={})
+            order_append(order=order, type=OrderEventType.APPROVED, data=order.settled_data())
             _finish(saga, "approved")
     elif saga.state == State.COMPENSATING:
         if not ok:
@@ -181,7 +183,7 @@ def saga_reply(
             saga.needs_attention = True
             _ask(saga, step, order_id=order_id)
         elif not saga.pending:
-            order_append(order=order, type=OrderEventType.CANCELLED, data={})
+            order_append(order=order, type=OrderEventType.CANCELLED, data=order.settled_data())
             _finish(saga, "cancelled")
     saga.save()
 

@@ -11,8 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 
+from common.events import event_data_validate, outbox_notify
+from common.observability import current_traceparent
 from orders.domain import Order
 from orders.errors import ConcurrencyConflict, IdempotencyKeyReused, OrderStateConflict
 from orders.models import IdempotencyKey, OrderEvent, OrderEventType, OrderStatus, OrderSummary
@@ -29,13 +32,23 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
     """Append one event after ``order.version``; a concurrent append makes this one fail.
 
     Runs inside the caller's transaction; the read model is projected in the
-    same transaction, so it never shows a state the events do not hold.
+    same transaction, so it never shows a state the events do not hold. The
+    event is the outbox row too (``OUTBOX_MODEL``): its data is checked against
+    the published contract (``orders.events``) first, and the relay is woken
+    at commit.
     """
+    wire_data = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+    event_data_validate(event_type=type, data=wire_data)
     try:
         with transaction.atomic():
             event = OrderEvent.objects.create(
-                order_id=order.id, version=order.version + 1, type=type, data=data
+                order_id=order.id,
+                version=order.version + 1,
+                type=type,
+                data=wire_data,
+                traceparent=current_traceparent(),
             )
+            outbox_notify()
     except IntegrityError:
         raise ConcurrencyConflict(
             f"Order {order.id} moved past version {order.version} meanwhile."

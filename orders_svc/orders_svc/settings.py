@@ -19,6 +19,8 @@ INSTALLED_APPS = [
     "orders.apps.OrdersConfig",
 ]
 ROOT_URLCONF = "orders_svc.urls"
+# The event store is the outbox: `manage.py outbox_relay` publishes order events from it.
+OUTBOX_MODEL = "orders.OrderEvent"
 
 _env = environ.Env()
 # A saga step with no reply after this long is asked again (commands are idempotent)...

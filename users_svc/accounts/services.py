@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -11,6 +12,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 
 from accounts.errors import (
     CreditReservationNotFound,
@@ -22,6 +24,8 @@ from accounts.errors import (
 )
 from accounts.models import Address, CreditAccount, CreditReservation, User, normalize_email
 from accounts.selectors import credit_reservation_get
+
+logger = logging.getLogger(__name__)
 
 State = CreditReservation.State
 
@@ -204,3 +208,14 @@ def credit_release(*, order_id: UUID) -> CreditReservation:
     reservation.state = State.RELEASED
     reservation.save(update_fields=["state", "updated_at"])
     return reservation
+
+
+def order_count_add(*, customer_id: int, delta: int) -> None:
+    """Count a customer's orders that stand: +1 when approved, -1 when cancelled.
+
+    In place with ``F()`` (concurrent consumers lose nothing), never below
+    zero. An account deleted since has nothing left to count.
+    """
+    count = F("order_count") + delta if delta >= 0 else Greatest(F("order_count") + delta, 0)
+    if not User.objects.filter(pk=customer_id).update(order_count=count):
+        logger.warning("order count of customer %s not changed: no such account", customer_id)

@@ -19,6 +19,11 @@ INSTALLED_APPS = [
     "accounts.apps.AccountsConfig",
 ]
 ROOT_URLCONF = "users_svc.urls"
+# Run by `manage.py consume_events`: a customer's order count follows their orders.
+EVENT_HANDLERS = {
+    "order.approved": "accounts.handlers.order_approved",
+    "order.cancelled": "accounts.handlers.order_cancelled",
+}
 WSGI_APPLICATION = "users_svc.wsgi.application"
 
 # Email is the login; the model exists from the first migration so it never has to be swapped.

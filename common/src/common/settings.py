@@ -128,6 +128,11 @@ def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
         "EVENT_RECONNECT_MAX_SECONDS": env.float("EVENT_RECONNECT_MAX_SECONDS", default=10.0),
         "OUTBOX_POLL_SECONDS": env.float("OUTBOX_POLL_SECONDS", default=1.0 if postgres else 0.1),
         "OUTBOX_BATCH_SIZE": env.int("OUTBOX_BATCH_SIZE", default=100),
+        # The table the relay publishes from: the shared outbox, or a service's
+        # own event store (a model extending common.events.models.OutboxRecord).
+        "OUTBOX_MODEL": "common.OutboxMessage",
+        # Chaos testing only: publish every event and send every command twice.
+        "CHAOS_DUPLICATE_DELIVERY": env.bool("CHAOS_DUPLICATE_DELIVERY", default=False),
     }
     for name in ("EVENT_MAX_ATTEMPTS", "OUTBOX_BATCH_SIZE"):
         if config[name] < 1:

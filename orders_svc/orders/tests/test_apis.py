@@ -2,9 +2,10 @@ import uuid
 
 import pytest
 
-from orders.models import OrderEventType, OrderSummary
+from orders.models import OrderSummary
 from orders.selectors import order_get
-from orders.services import LineRequest, order_append, order_place
+from orders.services import LineRequest, order_place
+from orders.tests.test_services import approve
 
 pytestmark = pytest.mark.django_db
 ORDERS = "/api/orders/"
@@ -83,7 +84,7 @@ def test_only_the_owner_or_staff_see_an_order(as_customer, staff_api):
 def test_cancel_of_an_approved_order_is_accepted_and_of_a_pending_one_refused(as_customer):
     pending, _ = order_place(customer_id="1001", lines=[LineRequest(1, 1)])
     approved, _ = order_place(customer_id="1001", lines=[LineRequest(1, 1)])
-    order_append(order=approved, type=OrderEventType.APPROVED, data={})
+    approve(approved)
     client = as_customer(1001)
 
     refused = client.post(f"{ORDERS}{pending.id}/cancel/")

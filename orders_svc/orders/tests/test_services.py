@@ -24,14 +24,14 @@ def approve(order: Order) -> Order:
         type=OrderEventType.STOCK_RESERVED,
         data={
             "lines": [
-                {"product_id": 1, "unit_price": "10.00"},
-                {"product_id": 7, "unit_price": "5.50"},
+                {"product_id": 1, "quantity": 2, "unit_price": "10.00"},
+                {"product_id": 7, "quantity": 1, "unit_price": "5.50"},
             ],
             "total": "25.50",
         },
     )
     order = order_append(order=order, type=OrderEventType.CREDIT_RESERVED, data={"amount": "25.50"})
-    return order_append(order=order, type=OrderEventType.APPROVED, data={})
+    return order_append(order=order, type=OrderEventType.APPROVED, data=order.settled_data())
 
 
 def test_placing_an_order_records_its_first_event_and_a_pending_summary():
@@ -66,7 +66,7 @@ def test_two_writers_of_the_same_version_conflict():
     order_append(order=order, type=OrderEventType.REJECTED, data={"reason": "out_of_stock"})
 
     with pytest.raises(ConcurrencyConflict):
-        order_append(order=stale, type=OrderEventType.APPROVED, data={})
+        order_append(order=stale, type=OrderEventType.CANCEL_REQUESTED, data={"requested_by": "1"})
     assert order_get(order_id=order.id).status == OrderStatus.REJECTED
 
 

@@ -29,7 +29,7 @@ from common.events.envelope import (
     register_event_type,
     registered_event_types,
 )
-from common.events.outbox import OutboxError, event_record
+from common.events.outbox import OutboxError, event_record, outbox_notify
 
 __all__ = [
     "Event",
@@ -41,6 +41,7 @@ __all__ = [
     "event_data_validate",
     "event_parse",
     "event_record",
+    "outbox_notify",
     "register_event_type",
     "registered_event_types",
 ]

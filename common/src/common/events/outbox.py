@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from common.events.envelope import Event, event_data_validate
-from common.events.models import OutboxMessage
+from common.events.models import OutboxMessage, OutboxRecord
 from common.observability import current_traceparent
 
 _SUBJECT_MAX_LENGTH = OutboxMessage._meta.get_field("subject").max_length
@@ -75,6 +77,11 @@ def event_record(
             f"event_record({type!r}) must run inside transaction.atomic() together with the "
             "change it describes; outside one the event could be kept while the change is lost."
         )
+    if settings.OUTBOX_MODEL != "common.OutboxMessage":
+        raise OutboxError(
+            f"this service's relay publishes from {settings.OUTBOX_MODEL} (OUTBOX_MODEL); "
+            f"an event_record({type!r}) row would never be published."
+        )
     subject = str(subject)
     if not subject or len(subject) > _SUBJECT_MAX_LENGTH:
         raise ValueError(f"event subject must be 1 to {_SUBJECT_MAX_LENGTH} characters")
@@ -98,9 +105,29 @@ def event_record(
         envelope=event.to_dict(),
         created_at=created_at,
     )
+    outbox_notify(using=using)
+    return event
+
+
+def outbox_notify(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Wake the relay when the current transaction commits (PostgreSQL; a no-op elsewhere).
+
+    ``event_record`` calls it; a service writing its own ``OUTBOX_MODEL`` rows
+    calls it in the same transaction.
+    """
+    connection = transaction.get_connection(using)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             # Delivered to listeners at commit, dropped on rollback; PostgreSQL
             # folds repeated identical notifications of one transaction.
             cursor.execute("SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)])
-    return event
+
+
+def outbox_model() -> type[OutboxRecord]:
+    """The model named by ``OUTBOX_MODEL``: where this service's relay publishes from."""
+    model = apps.get_model(settings.OUTBOX_MODEL)
+    if not issubclass(model, OutboxRecord):
+        raise ImproperlyConfigured(
+            f"OUTBOX_MODEL {settings.OUTBOX_MODEL} must extend common.events.models.OutboxRecord."
+        )
+    return model

@@ -51,8 +51,8 @@ from common.events.broker import (
     events_exchange,
     safe_url,
 )
-from common.events.models import OutboxMessage
-from common.events.outbox import notify_channel
+from common.events.models import OutboxRecord
+from common.events.outbox import notify_channel, outbox_model
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,11 @@ class OutboxRelay:
         batch_size: int | None = None,
         poll_seconds: float | None = None,
         using: str = DEFAULT_DB_ALIAS,
+        model: type[OutboxRecord] | None = None,
     ) -> None:
+        self.model = model or outbox_model()
+        # Chaos testing: every event published twice, to show consumers shrug it off.
+        self.copies = 2 if settings.CHAOS_DUPLICATE_DELIVERY else 1
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.transport_options = transport_options
         self.batch_size = batch_size or settings.OUTBOX_BATCH_SIZE
@@ -171,7 +175,7 @@ class OutboxRelay:
         self._connection = None
         self._producer = None
 
-    def _publish_in_order(self, producer: Producer, row: OutboxMessage) -> None:
+    def _publish_in_order(self, producer: Producer, row: OutboxRecord) -> None:
         """Publish; on the filesystem transport, never two messages in one millisecond.
 
         That transport names message files by the millisecond and then a
@@ -188,23 +192,24 @@ class OutboxRelay:
         self._publish(producer, row)
         self._last_file_ms = round(time.monotonic() * 1000)
 
-    @staticmethod
-    def _publish(producer: Producer, row: OutboxMessage) -> None:
-        envelope = row.envelope
+    def _publish(self, producer: Producer, row: OutboxRecord) -> None:
+        envelope = row.outbox_envelope()
         traceparent = envelope.get("trace", {}).get("traceparent")
-        producer.publish(
-            json.dumps(envelope, separators=(",", ":"), ensure_ascii=False),
-            routing_key=row.type,
-            content_type="application/json",
-            content_encoding="utf-8",
-            delivery_mode=PERSISTENT_DELIVERY_MODE,
-            message_id=str(row.id),
-            type=row.type,
-            app_id=envelope.get("source", ""),
-            headers={"traceparent": traceparent} if traceparent else {},
-            timeout=PUBLISH_TIMEOUT_SECONDS,
-            confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
-        )
+        body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+        for _ in range(self.copies):
+            producer.publish(
+                body,
+                routing_key=envelope["type"],
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=PERSISTENT_DELIVERY_MODE,
+                message_id=envelope["id"],
+                type=envelope["type"],
+                app_id=envelope.get("source", ""),
+                headers={"traceparent": traceparent} if traceparent else {},
+                timeout=PUBLISH_TIMEOUT_SECONDS,
+                confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+            )
 
     # --- one batch --------------------------------------------------------------
 
@@ -214,7 +219,8 @@ class OutboxRelay:
         Raises ``PublishFailed`` when the broker is unreachable or a publish
         was not confirmed; the rows published before it stay marked.
         """
-        pending = OutboxMessage.objects.using(self.using).filter(published_at__isnull=True)
+        rows_of = self.model._default_manager.using(self.using)
+        pending = rows_of.filter(published_at__isnull=True)
         postgres = connections[self.using].vendor == "postgresql"
         if not postgres and not pending.exists():
             # A plain read first: on SQLite every transaction takes the write
@@ -222,7 +228,7 @@ class OutboxRelay:
             return 0
         producer = self._producer_ready()  # before locking rows: never hold locks while connecting
         published: list[Any] = []
-        failure: tuple[OutboxMessage, Exception] | None = None
+        failure: tuple[OutboxRecord, Exception] | None = None
         with transaction.atomic(using=self.using):
             if postgres:
                 # Losing these marks in a database crash only means publishing
@@ -231,9 +237,9 @@ class OutboxRelay:
                 with connections[self.using].cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit TO OFF")
             rows = list(
-                pending.select_for_update(skip_locked=True)
-                .order_by("created_at", "id")
-                .only("id", "type", "envelope")[: self.batch_size]
+                pending.select_for_update(skip_locked=True).order_by(*self.model.outbox_ordering)[
+                    : self.batch_size
+                ]
             )
             for row in rows:
                 try:
@@ -241,20 +247,21 @@ class OutboxRelay:
                 except Exception as exc:
                     failure = (row, exc)
                     break
-                published.append(row.id)
+                published.append(row.pk)
             if published:
-                OutboxMessage.objects.using(self.using).filter(
-                    id__in=published, published_at__isnull=True
-                ).update(published_at=timezone.now())
+                rows_of.filter(pk__in=published, published_at__isnull=True).update(
+                    published_at=timezone.now()
+                )
             if failure is not None:
                 row, exc = failure
-                OutboxMessage.objects.using(self.using).filter(id=row.id).update(
+                rows_of.filter(pk=row.pk).update(
                     attempts=F("attempts") + 1, last_error=repr(exc)[:2000]
                 )
         if failure is not None:
             self._broker_reset()
             row, exc = failure
-            raise PublishFailed(f"publishing {row.type} {row.id} failed: {exc!r}") from exc
+            name = self.model.__name__
+            raise PublishFailed(f"publishing {name} {row.pk} failed: {exc!r}") from exc
         return len(published)
 
     def relay_pending(self) -> int:

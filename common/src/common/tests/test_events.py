@@ -21,6 +21,7 @@ from typing import Any
 
 import environ
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 from django.db import OperationalError, transaction
 from kombu import Connection, Exchange, Producer, Queue
@@ -40,6 +41,7 @@ from common.events.broker import dead_letter_queue_name, events_exchange, queue_
 from common.events.consumer import EventConsumer, Outcome, topic_matches
 from common.events.dlq import DeadLetterQueue
 from common.events.models import InboxMessage, OutboxMessage
+from common.events.outbox import outbox_model
 from common.events.relay import OutboxRelay, PublishFailed
 from common.observability import traceparent_var
 from common.settings import broker_config
@@ -390,12 +392,12 @@ def test_a_failed_publish_stops_the_batch_so_later_rows_never_overtake(rabbitmq,
     first, second, third = (record(n=n) for n in range(3))
     publish = OutboxRelay._publish
 
-    def fail_on_second(producer, row):
+    def fail_on_second(relay, producer, row):
         if str(row.id) == second.id:
             raise ConnectionError("broker went away")
-        publish(producer, row)
+        publish(relay, producer, row)
 
-    monkeypatch.setattr(OutboxRelay, "_publish", staticmethod(fail_on_second))
+    monkeypatch.setattr(OutboxRelay, "_publish", fail_on_second)
     with pytest.raises(PublishFailed, match="broker went away"):
         relay_all()
 
@@ -404,7 +406,7 @@ def test_a_failed_publish_stops_the_batch_so_later_rows_never_overtake(rabbitmq,
     assert (rows[second.id].published_at, rows[second.id].attempts) == (None, 1)
     assert "broker went away" in rows[second.id].last_error
     assert rows[third.id].published_at is None
-    monkeypatch.setattr(OutboxRelay, "_publish", staticmethod(publish))
+    monkeypatch.setattr(OutboxRelay, "_publish", publish)
     assert relay_all() == 2
     assert [m.properties["message_id"] for m in observer.messages(3)] == [
         first.id,
@@ -721,3 +723,19 @@ def test_dlq_replay_of_an_unknown_id_says_so(rabbitmq):
     rabbitmq.declare_consumer_queues()
     with pytest.raises(CommandError, match="not in the DLQ"):
         dlq("replay", "--id", "no-such-id")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_event_record_refuses_when_the_relay_publishes_from_another_table(settings):
+    settings.OUTBOX_MODEL = "common.InboxMessage"
+    with transaction.atomic(), pytest.raises(OutboxError, match="never be published"):
+        event_record(type="test.ping", subject="s", data={"n": 1})
+    assert not OutboxMessage.objects.exists()
+
+
+def test_outbox_model_must_be_an_outbox_record(settings):
+    settings.OUTBOX_MODEL = "common.InboxMessage"
+    with pytest.raises(ImproperlyConfigured, match="OutboxRecord"):
+        outbox_model()
+    settings.OUTBOX_MODEL = "common.OutboxMessage"
+    assert outbox_model() is OutboxMessage

@@ -1,0 +1,86 @@
+"""Choreography: sold counts follow order.approved and order.cancelled, once per event."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from catalog.tests.factories import ProductFactory
+from common.events.consumer import EventConsumer, Outcome
+
+pytestmark = pytest.mark.django_db
+
+
+def envelope(event_type: str, lines: list[dict], event_id: str = "") -> str:
+    return json.dumps(
+        {
+            "id": event_id or str(uuid.uuid4()),
+            "type": event_type,
+            "source": "orders",
+            "time": "2026-11-22T10:00:00.000000+00:00",
+            "subject": str(uuid.uuid4()),
+            "trace": {},
+            "data": {"customer_id": "7", "total": "1.00", "currency": "EUR", "lines": lines},
+        }
+    )
+
+
+def test_an_approved_order_adds_to_each_products_sold_count_once():
+    kettle, mug = ProductFactory(), ProductFactory()
+    consumer = EventConsumer()
+    body = envelope(
+        "order.approved",
+        [
+            {"product_id": kettle.pk, "quantity": 2},
+            {"product_id": mug.pk, "quantity": 1},
+            {"product_id": kettle.pk, "quantity": 1},
+        ],
+    )
+
+    assert consumer.process(body) is Outcome.HANDLED
+    assert consumer.process(body) is Outcome.DUPLICATE  # redelivered: counted once
+
+    kettle.refresh_from_db()
+    mug.refresh_from_db()
+    assert (kettle.sold_count, mug.sold_count) == (3, 1)
+
+
+def test_a_cancelled_order_gives_its_units_back_but_never_below_zero():
+    kettle = ProductFactory()
+    consumer = EventConsumer()
+    line = [{"product_id": kettle.pk, "quantity": 2}]
+    consumer.process(envelope("order.approved", line))
+
+    consumer.process(envelope("order.cancelled", line))
+    kettle.refresh_from_db()
+    assert kettle.sold_count == 0
+
+    consumer.process(envelope("order.cancelled", line))
+    kettle.refresh_from_db()
+    assert kettle.sold_count == 0
+
+
+def test_a_product_gone_since_is_skipped_and_the_others_counted():
+    mug = ProductFactory()
+    consumer = EventConsumer()
+    body = envelope(
+        "order.approved",
+        [{"product_id": 999999, "quantity": 1}, {"product_id": mug.pk, "quantity": 4}],
+    )
+
+    assert consumer.process(body) is Outcome.HANDLED
+    mug.refresh_from_db()
+    assert mug.sold_count == 4
+
+
+def test_the_most_sold_products_come_first_in_the_catalog(api_client):
+    quiet, popular = ProductFactory(), ProductFactory()
+    EventConsumer().process(envelope("order.approved", [{"product_id": popular.pk, "quantity": 5}]))
+
+    response = api_client.get("/api/catalog/products/", {"ordering": "-sold"})
+
+    ids = [item["id"] for item in response.json()["results"]]
+    assert ids.index(popular.pk) < ids.index(quiet.pk)
+    assert response.json()["results"][0]["sold"] == 5
