@@ -20,6 +20,12 @@ echo "==> gateway: JWT signing key (created on first start)"
 (cd gateway_svc && python manage.py generate_jwt_keys)
 echo "==> catalog: seed demo products"
 (cd catalog_svc && python manage.py seed_catalog)
+# The event consumers' queues and bindings: an event published before its consumer's
+# queue exists is not kept for it, so they are declared before the orders relay starts.
+for service in catalog users; do
+  echo "==> ${service}: declare its event queue"
+  (cd "${service}_svc" && python manage.py consume_events --setup-only)
+done
 
 # Service discovery (common.discovery): static by default. DISCOVERY=etcd also runs a
 # local etcd (data in var/etcd/) and a register_service sidecar per service, from a
@@ -74,6 +80,8 @@ cat <<BANNER
     users     http://127.0.0.1:8002/api/users/register/   me /api/users/me/
     orders    http://127.0.0.1:8003/admin/
     every service: /health/  /ready/  /metrics  /api/schema/  /api/docs/
+    background: a Celery worker per service but the gateway; orders' saga watchdog
+      and outbox relay; catalog's and users' event consumers (see the Procfile)
     service discovery: ${discovery}
 
   Demo staff user: ${DEMO_ADMIN_EMAIL} / ${DEMO_ADMIN_PASSWORD}

@@ -30,6 +30,23 @@ NAMESPACE = "eshop"
 
 SERVICES = {"gateway": 8000, "catalog": 8001, "users": 8002, "orders": 8003}
 WORKERS = ("catalog", "users", "orders")
+# Long-running management commands beside the workers, by their compose / k8s name
+# (the Procfile's name has "_" for "-"): (service, command). No port, no probes.
+BACKGROUND = {
+    "orders-saga": ("orders", "saga_watchdog"),
+    "orders-relay": ("orders", "outbox_relay"),
+    "catalog-events": ("catalog", "consume_events"),
+    "users-events": ("users", "consume_events"),
+}
+# The outbox relay is the one event producer; every consume_events process is a consumer.
+RELAY = "orders-relay"
+CONSUMERS = tuple(
+    service for service, command in BACKGROUND.values() if command == "consume_events"
+)
+# Processes that must never run twice at once: a second relay takes other rows
+# (SKIP LOCKED) and a second consumer other messages, so events lose their order.
+SINGLETONS = {RELAY, *(f"{service}-events" for service in CONSUMERS)}
+SETUP_ONLY = "consume_events --setup-only"
 HEALTH_PATHS = {"/health/", "/ready/"}
 # What gunicorn serves per service: WSGI, except the gateway's ASGI proxy (uvicorn workers).
 SERVER_APP = {"gateway": "gateway_svc.asgi:application"}
@@ -218,6 +235,16 @@ def ingress_allowed(source: dict[str, Any], target: dict[str, Any], port: int) -
     return False
 
 
+def procfile() -> dict[str, str]:
+    """The Procfile's processes: {name: command}."""
+    processes = {}
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, command = line.split(":", 1)
+            processes[name.strip()] = command.strip()
+    return processes
+
+
 def run_tool(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
@@ -258,6 +285,34 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
     assert patterns & {"__pycache__", "**/__pycache__"}
 
 
+# ------------------------------------------------------------------ make run (Procfile)
+
+
+def test_procfile_runs_every_process() -> None:
+    processes = procfile()
+    for service in SERVICES:
+        assert processes[service].startswith(f"cd {service}_svc && exec gunicorn "), service
+    for worker in WORKERS:
+        assert processes[f"{worker}_worker"].startswith(
+            f"cd {worker}_svc && exec celery -A {worker}_svc worker -Q {worker} "
+        ), worker
+    for name, (service, command) in BACKGROUND.items():
+        assert processes[name.replace("-", "_")] == (
+            f"cd {service}_svc && exec python manage.py {command}"
+        ), name
+
+
+def test_make_run_declares_the_event_queues_before_starting_the_processes() -> None:
+    script = (REPO / "scripts" / "run.sh").read_text()
+    setup = script.index(f"python manage.py {SETUP_ONLY}")
+    # The loop around it: `for service in catalog users; do (cd "${service}_svc" && ...)`.
+    loop = script.rindex("for service in ", 0, setup)
+    services = script[loop:].split(";", 1)[0].split()[3:]
+    assert set(CONSUMERS) <= set(services)
+    assert 'cd "${service}_svc"' in script[loop:setup]
+    assert setup < script.index("exec honcho start")
+
+
 # ------------------------------------------------------------------ compose
 
 
@@ -277,6 +332,7 @@ def test_compose_has_every_part_of_the_platform() -> None:
     for service in SERVICES:
         expected |= {service, f"{service}-db", f"{service}-migrate"}
     expected |= {f"{worker}-worker" for worker in WORKERS}
+    expected |= set(BACKGROUND)
     assert expected <= set(compose_services())
     for service in SERVICES:
         assert compose_services()[f"{service}-db"]["image"].startswith("postgres:15")
@@ -321,6 +377,64 @@ def test_compose_worker(worker: str) -> None:
         f"celery -A {worker}_svc worker -Q {worker} -n {worker}@%h"
     )
     assert depends_on(spec)[f"{worker}-migrate"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_compose_background_process(name: str) -> None:
+    service, command = BACKGROUND[name]
+    spec = compose_services()[name]
+    web = compose_services()[service]
+    assert spec["working_dir"] == f"/app/{service}_svc"
+    assert command_text(spec["command"]) == f"python manage.py {command}"
+    assert spec["restart"] == "unless-stopped", f"{name} runs for good"
+    needs = depends_on(spec)
+    assert needs[f"{service}-migrate"] == "service_completed_successfully"
+    assert needs["rabbitmq"] == "service_healthy"
+    # The same database, cache and broker as its web process.
+    for variable in ("DATABASE_URL", "CACHE_URL", "BROKER_URL"):
+        assert spec["environment"][variable] == web["environment"][variable], variable
+    assert spec["environment"]["OTEL_SERVICE_NAME"] == name
+    assert not spec.get("ports"), f"{name} serves nothing"
+    assert not spec.get("expose"), f"{name} serves nothing"
+
+
+def compose_queue_setups(consumer: str) -> list[str]:
+    """The one-offs that declare ``consumer``'s event queue."""
+    return [
+        name
+        for name, spec in compose_services().items()
+        if command_text(spec.get("command", "")) == f"python manage.py {SETUP_ONLY}"
+        and spec.get("working_dir") == f"/app/{consumer}_svc"
+    ]
+
+
+def test_compose_consumers_are_the_ones_expected() -> None:
+    consumers = {
+        spec["working_dir"].removeprefix("/app/").removesuffix("_svc")
+        for spec in compose_services().values()
+        if command_text(spec.get("command", "")) == "python manage.py consume_events"
+    }
+    assert consumers == set(CONSUMERS)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS)
+def test_compose_declares_each_event_queue_before_the_relay_publishes(consumer: str) -> None:
+    services = compose_services()
+    setups = compose_queue_setups(consumer)
+    assert len(setups) == 1, f"one one-off runs `{SETUP_ONLY}` for {consumer}"
+    (setup,) = setups
+    spec = services[setup]
+    assert spec["restart"] == "no", f"{setup} is a one-off"
+    assert depends_on(spec).get("rabbitmq") == "service_healthy"
+    # The queue is bound where the relay publishes: the same broker (and exchange).
+    relay = services[RELAY]["environment"]
+    for variable in ("BROKER_URL", "EVENT_EXCHANGE"):
+        assert spec["environment"].get(variable) == relay.get(variable), variable
+    # Before the relay's first event, and before the consumer itself.
+    assert depends_on(services[RELAY]).get(setup) == "service_completed_successfully"
+    assert depends_on(services[f"{consumer}-events"]).get(setup) == (
+        "service_completed_successfully"
+    )
 
 
 def test_compose_app_containers_use_their_own_database_and_production_settings() -> None:
@@ -467,7 +581,7 @@ def test_local_overlay_runs_one_pod_per_deployment() -> None:
 
 def test_every_deployment_selector_matches_its_pod_labels() -> None:
     deployments = of_kind("Deployment")
-    assert len(deployments) == len(SERVICES) + len(WORKERS)
+    assert len(deployments) == len(SERVICES) + len(WORKERS) + len(BACKGROUND)
     for deployment in deployments:
         selector = deployment["spec"]["selector"]
         assert selects(selector, pod_labels(deployment)), deployment["metadata"]["name"]
@@ -511,6 +625,68 @@ def test_worker_deployment(worker: str) -> None:
     # The worker reads the same database as its web process.
     web = pod_spec(by_name("Deployment")[worker])["containers"][0]
     assert container["envFrom"] == web["envFrom"]
+
+
+@pytest.mark.parametrize("name", BACKGROUND)
+def test_background_deployment(name: str) -> None:
+    service, command = BACKGROUND[name]
+    deployment = by_name("Deployment")[name]
+    assert pod_labels(deployment)["app.kubernetes.io/name"] == service
+    assert deployment["spec"]["replicas"] == 1
+    if name in SINGLETONS:
+        # A rolling update would run the old pod and the new one side by side.
+        assert deployment["spec"]["strategy"]["type"] == "Recreate", name
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["workingDir"] == f"/app/{service}_svc"
+    assert container["command"] == ["python", "manage.py", command]
+    # The same database (and broker) as its web process.
+    web = pod_spec(by_name("Deployment")[service])["containers"][0]
+    assert container["envFrom"] == web["envFrom"]
+    assert container_env(container)["OTEL_SERVICE_NAME"] == name
+    assert not container.get("ports"), f"{name} serves nothing"
+    assert not dict(probes(container)), f"{name} has no endpoint to probe"
+    # It starts once its web pods applied every migration (only they migrate).
+    (wait,) = [
+        init
+        for init in pod_spec(deployment).get("initContainers", [])
+        if init["command"][-3:] == ["manage.py", "migrate", "--check"]
+    ]
+    assert wait["workingDir"] == f"/app/{service}_svc"
+    assert wait["envFrom"] == container["envFrom"], "it must check the same database"
+
+
+def test_k8s_relay_declares_every_event_queue_before_it_publishes() -> None:
+    deployments = by_name("Deployment")
+    consumers = {
+        pod_labels(deployment)["app.kubernetes.io/name"]
+        for deployment in deployments.values()
+        if pod_spec(deployment)["containers"][0]["command"][-2:] == ["manage.py", "consume_events"]
+    }
+    assert consumers == set(CONSUMERS)
+    relay = pod_spec(deployments[RELAY])
+    (container,) = relay["containers"]
+    declared = {
+        init["workingDir"]: init
+        for init in relay.get("initContainers", [])
+        if init["command"][-3:] == ["manage.py", *SETUP_ONLY.split()]
+    }
+    for consumer in consumers:
+        init = declared.get(f"/app/{consumer}_svc")
+        assert init, f"the relay publishes before {consumer}'s queue exists"
+        # The relay pod's own settings: its broker, no other service's credentials.
+        assert init["envFrom"] == container["envFrom"], consumer
+
+
+def test_pods_read_only_their_own_service_secrets() -> None:
+    secrets = by_name("Secret")
+    for deployment in of_kind("Deployment"):
+        service = pod_labels(deployment)["app.kubernetes.io/name"]
+        for container in all_containers(deployment):
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    owner = secrets[source["secretRef"]["name"]]["metadata"]["labels"]
+                    where = f"{deployment['metadata']['name']}/{container['name']}"
+                    assert owner["app.kubernetes.io/name"] == service, where
 
 
 def test_every_probe_is_a_health_endpoint_on_a_declared_port() -> None:
@@ -676,6 +852,18 @@ def test_network_policies_let_every_service_fetch_the_gateway_jwks() -> None:
     gateway = deployments["gateway"]
     for name in [*(s for s in SERVICES if s != "gateway"), *(f"{w}-worker" for w in WORKERS)]:
         assert ingress_allowed(deployments[name], gateway, SERVICES["gateway"]), name
+
+
+@pytest.mark.parametrize("name", [*(f"{w}-worker" for w in WORKERS), *BACKGROUND])
+def test_network_policies_let_background_pods_out_and_nothing_in(name: str) -> None:
+    deployment = by_name("Deployment")[name]
+    for policy in of_kind("NetworkPolicy"):
+        spec = policy["spec"]
+        if not selects(spec["podSelector"], pod_labels(deployment)):
+            continue
+        # Egress stays open: their databases, RabbitMQ and Redis are outside the cluster.
+        assert "Egress" not in spec["policyTypes"], policy["metadata"]["name"]
+        assert not spec.get("ingress"), f"{policy['metadata']['name']} lets traffic into {name}"
 
 
 def test_ingress_sends_everything_to_the_gateway() -> None:

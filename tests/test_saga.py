@@ -151,6 +151,15 @@ def test_an_order_with_stock_and_credit_is_approved(shop):
         "order.credit_reserved",
         "order.approved",
     ]
+    details = httpx.get(shop.url(f"/api/orders/{order['id']}/details/"), headers=headers).json()
+    assert details["order"]["status"] == "APPROVED"
+    assert details["lines"][0]["unit_price"] == order["lines"][0]["unit_price"]
+    assert details["lines"][0]["product"]["id"] == 3
+    assert (
+        details["customer"]["id"]
+        == httpx.get(shop.url("/api/users/me/"), headers=headers).json()["id"]
+    )
+    assert details["warnings"] == []
 
 
 def test_an_order_without_stock_is_rejected(shop):

@@ -25,9 +25,9 @@ class OrderSummaryAdmin(ReadOnlyAdmin):
 
 @admin.register(OrderEvent)
 class OrderEventAdmin(ReadOnlyAdmin):
-    list_display = ["order_id", "version", "type", "occurred_at"]
-    list_filter = ["type"]
-    search_fields = ["order_id"]
+    list_display = ["order_id", "version", "type", "occurred_at", "published_at"]
+    list_filter = ["type", ("published_at", admin.EmptyFieldListFilter)]
+    search_fields = ["order_id", "event_id"]
 
 
 @admin.register(IdempotencyKey)
