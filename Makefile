@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga
 
 # Debian packages the tests use: command -> package.
 DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server
@@ -72,6 +72,10 @@ bench-gateway: venv ## Proxy cost: catalog direct vs gateway vs nginx (bench/gat
 	    || $$sudo nginx -s stop >/dev/null 2>&1 || true;; esac; \
 	fi
 	$(BIN)/python bench/gateway_bench.py $(BENCH_ARGS)
+
+# BENCH_ARGS passes options through, e.g. make bench-saga BENCH_ARGS="--rate 10 --steps 20,40".
+bench-saga: venv ## Order saga latency, max orders/s, event delivery, kombu floor (bench/saga_bench.py)
+	$(BIN)/python bench/saga_bench.py $(BENCH_ARGS)
 
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 
 def make_celery_app(*, service: str, settings_module: str) -> Celery:
@@ -19,3 +20,13 @@ def make_celery_app(*, service: str, settings_module: str) -> Celery:
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.autodiscover_tasks()
     return app
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _database_connections_tidy(**_: object) -> None:
+    """What Django does around a request, around a task: drop a connection that broke
+    or outlived ``CONN_MAX_AGE``, keep a healthy one (``CELERY_DB_REUSE_MAX``)."""
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -355,6 +355,11 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "CELERY_ACCEPT_CONTENT": ["json"],
         "CELERY_RESULT_BACKEND": None,
         "CELERY_TASK_IGNORE_RESULT": True,
+        # Celery's Django fixup closes the database connection around every task,
+        # whatever CONN_MAX_AGE says: a new PostgreSQL backend per saga step (a
+        # sixth of a worker's time in a profile). Its own recycling is pushed out
+        # of the way; common.celery applies CONN_MAX_AGE and health checks per task.
+        "CELERY_DB_REUSE_MAX": env.int("CELERY_DB_REUSE_MAX", default=1_000_000),
         **events_config(env=env, database_engine=database["ENGINE"]),
         "LOGGING": {
             "version": 1,
