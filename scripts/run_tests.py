@@ -49,8 +49,11 @@ def run_suite(name: str, extra_args: list[str], results_dir: Path) -> tuple[int,
         "TEST_BROKER_URL": BROKER_URL,
         "ENVIRONMENT": "local",
     }
-    # Test files or folders among the extra arguments replace the suite's folder.
-    chosen = [arg for arg in extra_args if (REPO / arg.split("::")[0]).exists()]
+    # Test files or folders among the extra arguments replace the suite's folder; each
+    # suite gets only those inside its own folder.
+    paths = [arg for arg in extra_args if (REPO / arg.split("::")[0]).exists()]
+    chosen = [a for a in paths if (REPO / a.split("::")[0]).resolve().is_relative_to(REPO / path)]
+    extra_args = [arg for arg in extra_args if arg not in paths] + chosen
     command = [
         sys.executable,
         "-m",

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from common.commands import command_send
+from common.commands import BrokerUnreachable, broker_reachable, command_send
 from orders.domain import Order
 from orders.models import OrderEventType, OrderStatus, Saga
 from orders.selectors import order_get
@@ -189,13 +189,27 @@ def saga_reply(
 
 
 def saga_deadlines_check(*, now: Any = None) -> int:
-    """Handle every saga whose reply is late; returns how many were handled."""
+    """Handle every saga whose reply is late; returns how many were handled.
+
+    Raises ``BrokerUnreachable`` instead, touching nothing, when sagas are late
+    but the broker is down: no command could have reached a participant nor a
+    reply come back, so counting an attempt would only bring sagas closer to
+    giving up (``timeout``) over an outage that is nobody's answer. Their
+    deadlines stay passed, and the first check after the broker is back
+    resends everything late. A broker lost between this check and the resends
+    costs each of those sagas at most one attempt per outage. Participants'
+    workers come back at their own pace after an outage (Celery's reconnect
+    backoff grows to 30 s): ``SAGA_STEP_TIMEOUT_SECONDS`` times
+    ``SAGA_MAX_ATTEMPTS`` should leave them that long.
+    """
     now = now or timezone.now()
     late = list(
         Saga.objects.filter(deadline__lt=now)
         .exclude(state=State.DONE)
         .values_list("order_id", "kind")
     )
+    if late and not broker_reachable():
+        raise BrokerUnreachable(f"{len(late)} saga(s) late, but the broker is unreachable.")
     for order_id, kind in late:
         _deadline_passed(order_id, kind, now)
     return len(late)
