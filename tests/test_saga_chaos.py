@@ -259,10 +259,11 @@ def test_a_participant_worker_killed_mid_saga_completes_after_it_restarts(
 def test_a_participant_gone_past_the_deadline_times_the_order_out_and_holds_nothing(
     shop: Shop, rabbitmq: PrivateRabbitMQ, strict_watchdog: None
 ):
-    """Users' worker is down: credit is asked for 1 + 2 times, then the saga gives up and
-    releases the stock at once. The order is rejected (``timeout``) when users is back and
-    confirms its release; the reserves still queued, and a late reserve sent afterwards,
-    hold nothing: a release leaves a marker that turns a later reserve into a no-op."""
+    """Users' worker is down: credit is asked for 1 + 2 times, then the saga gives up: the
+    order is rejected (``timeout``) at once and the stock released, while the credit
+    release waits for users. Once users is back the saga finishes; the reserves still
+    queued, and a late reserve sent afterwards, hold nothing: a release leaves a marker
+    that turns a later reserve into a no-op."""
     headers = quick_customers(shop, 1)[0]
     buyer = customer_id(shop, headers)
     available = product(shop, 6)["stock_available"]
@@ -274,12 +275,17 @@ def test_a_participant_gone_past_the_deadline_times_the_order_out_and_holds_noth
     )
     # Only a saga that gave up releases stock; catalog is up, so that is done at once.
     released = wait_until(lambda: product(shop, 6)["stock_available"] == available, 30)
-    still_pending = order_get(shop, headers, order_id)["status"]
+    while_away = order_get(shop, headers, order_id)
+    saga_while_away = sagas(shop, [order_id])[order_id]["state"]
     shop.users.start_worker()
-    order = settled(shop, headers, order_id)
+    finished = wait_until(lambda: sagas(shop, [order_id])[order_id]["state"] == "done", 30)
+    order = order_get(shop, headers, order_id)
 
-    assert (reserved, released, still_pending) == (True, True, "PENDING")
-    assert (order["status"], order["rejection_reason"]) == ("REJECTED", "timeout")
+    assert (reserved, released) == (True, True)
+    assert (while_away["status"], while_away["rejection_reason"]) == ("REJECTED", "timeout")
+    assert saga_while_away == "compensating"  # the credit release waits for users
+    assert finished
+    assert history(order) == history(while_away)
     assert history(order)[-1] == "order.rejected"
     assert credit(shop, headers) == "1000.00"
 

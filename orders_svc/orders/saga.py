@@ -7,8 +7,8 @@ it waits for and until when; every reply and every deadline is handled under
 a row lock, in one transaction with the order's events, so a duplicate reply
 changes nothing and a restart loses nothing. ``saga_deadlines_check`` (run by
 ``manage.py saga_watchdog``) resends a command whose reply is late (commands
-are idempotent), and after ``SAGA_MAX_ATTEMPTS`` gives up: it compensates and
-rejects the order with ``timeout``. A compensation that keeps failing is
+are idempotent), and after ``SAGA_MAX_ATTEMPTS`` gives up: it rejects the
+order with ``timeout`` and compensates. A compensation that keeps failing is
 retried and the saga is flagged for attention (``manage.py saga_status``).
 """
 
@@ -223,11 +223,16 @@ def _deadline_passed(order_id: UUID, kind: str, now: Any) -> None:
     saga.attempts += 1
     gave_up = saga.attempts > settings.SAGA_MAX_ATTEMPTS
     order = order_get(order_id=order_id)
-    if gave_up and saga.state == State.RESERVING_STOCK:
-        # The reserve may still land: releasing leaves a marker that turns it into a no-op.
-        _compensate(saga, order, "timeout", ["stock_release"])
-    elif gave_up and saga.state == State.RESERVING_CREDIT:
-        _compensate(saga, order, "timeout", ["stock_release", "credit_release"])
+    if gave_up and saga.state in (State.RESERVING_STOCK, State.RESERVING_CREDIT):
+        # The decision is final the moment the saga gives up: the customer learns it
+        # now, not whenever a participant that is gone comes back to confirm its
+        # release. The releases go on (retried, flagged if they keep failing); one
+        # that lands before its late reserve leaves a marker that makes it a no-op.
+        order_append(order=order, type=OrderEventType.REJECTED, data={"reason": "timeout"})
+        held = ["stock_release"]
+        if saga.state == State.RESERVING_CREDIT:
+            held.append("credit_release")
+        _compensate(saga, order, "timeout", held)
     else:
         if gave_up:  # approving, compensating or cancelling: these must finish
             saga.needs_attention = True

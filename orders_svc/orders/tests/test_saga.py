@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orders.models import OrderStatus, Saga
 from orders.saga import saga_deadlines_check, saga_reply
-from orders.selectors import order_get
+from orders.selectors import order_events, order_get
 from orders.services import LineRequest, order_cancel_request, order_place
 
 pytestmark = pytest.mark.django_db
@@ -116,10 +116,16 @@ def test_a_late_reply_is_asked_again_then_the_order_times_out(sent, settings):
     assert [task for task, _ in sent] == ["catalog.stock_reserve"] * 3
     saga_deadlines_check(now=later + timedelta(hours=2))  # gives up: release whatever may be held
     assert sent[-1][0] == "catalog.stock_release"
-    saga_reply(order_id=order_id, step="stock_release", ok=True)
-
     order = order_get(order_id=order_id)
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "timeout")
+    assert Saga.objects.get(order_id=order_id).state == Saga.State.COMPENSATING
+
+    saga_reply(order_id=order_id, step="stock_release", ok=True)
+
+    saga = Saga.objects.get(order_id=order_id)
+    assert (saga.state, saga.outcome) == (Saga.State.DONE, "rejected:timeout")
+    assert [e.type for e in order_events(order_id=order_id)][-1] == "order.rejected"
+    assert order_get(order_id=order_id).version == order.version  # rejected once only
 
 
 def test_a_failing_compensation_is_retried_and_flagged(sent):
