@@ -34,8 +34,9 @@ CPU per request; every target also reports the catalog's CPU in its runs.
 Added latency at half load: after the full-speed rounds every target is run at
 half the direct median throughput, paced by bench/wrk_report.lua on a fixed
 per-thread schedule (wrk2 is not in Debian), and the gateway's p50 minus the
-direct p50 is reported. Pacing only holds below saturation; runs that fall
-short of the asked rate are flagged.
+direct p50 is reported (difference of the medians over rounds; and, less swayed
+by drift between rounds, the median of the round-by-round differences). Pacing
+only holds below saturation; runs that fall short of the asked rate are flagged.
 
 If the gateway does not route /api/catalog/ yet (404), it is reported as
 "no proxy yet" and the other two targets are still measured. Results go to
@@ -96,6 +97,7 @@ class Settings:
     gateway_workers: int
     nginx_workers: str
     gateway_cmd: str | None
+    gateway_env: dict[str, str]
     output: Path
 
 
@@ -537,7 +539,12 @@ def print_table(
         print(f"\nAt {half['rate']:.0f} req/s (half the direct maximum), p50 latency:")
         for name, run in half["targets"].items():
             added = half["added_p50_ms"].get(name)
-            extra = f"  ({added:+.2f} ms vs direct)" if added is not None else ""
+            paired = half["added_p50_ms_paired"].get(name)
+            extra = (
+                f"  ({added:+.2f} ms vs direct; round by round {paired:+.2f} ms)"
+                if added is not None
+                else ""
+            )
             flag = "  SHORT OF RATE" if run["rps"] < 0.95 * half["rate"] else ""
             print(
                 f"  {name:<8} {run['p50_ms']:7.2f} ms  p99 {run['p99_ms']:7.2f} ms  "
@@ -586,6 +593,7 @@ def bench(
             "GATEWAY_RATE_LIMIT_AUTHENTICATED": "1000000/min",
             # One token for the whole run, however long it is configured to take.
             "JWT_ACCESS_TOKEN_MINUTES": "1440",
+            **settings.gateway_env,
         },
         command=gateway_command(settings.gateway_cmd, gateway_port, settings.gateway_workers)
         if settings.gateway_cmd
@@ -651,6 +659,7 @@ def bench(
             "catalog_cmd": _command_line(catalog_pgids[0]),
             "gateway_cmd": _command_line(_pid(gateway)),
             "gateway_workers": settings.gateway_workers,
+            "gateway_env": settings.gateway_env,
             "nginx_workers": settings.nginx_workers,
         },
     }
@@ -677,6 +686,19 @@ def half_rate_runs(
         "added_p50_ms": {
             name: round(figures["p50_ms"] - direct_p50, 3)
             for name, figures in targets.items()
+            if name != "direct"
+        },
+        # The same, round by round (each target against the direct run just before it),
+        # then the median: less swayed by drift of the machine between rounds.
+        "added_p50_ms_paired": {
+            name: round(
+                statistics.median(
+                    run.p50_ms - direct.p50_ms
+                    for run, direct in zip(runs[name], runs["direct"], strict=True)
+                ),
+                3,
+            )
+            for name in runs
             if name != "direct"
         },
     }
@@ -715,6 +737,13 @@ def parse_args() -> Settings:
         help="server command for the gateway instead of tests/harness.py's, run in "
         "gateway_svc/ with {python}, {port}, {bind}, {workers} filled in (default: $GATEWAY_CMD)",
     )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the gateway, e.g. GATEWAY_SCHED_SLICE_US=0 (repeatable)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
     args = parser.parse_args()
     return Settings(
@@ -729,6 +758,7 @@ def parse_args() -> Settings:
         gateway_workers=args.gateway_workers,
         nginx_workers=args.nginx_workers,
         gateway_cmd=args.gateway_cmd,
+        gateway_env=dict(item.split("=", 1) for item in args.gateway_env),
         output=args.output,
     )
 
