@@ -37,15 +37,16 @@ def stock_reserve_task(order_id: str, lines: list[dict]) -> None:
         _reply(order_id, "stock_reserve", False, "invalid_request", {"detail": str(error)})
         return
     if reservation.state == StockReservation.State.HELD:
+        held = list(reservation.lines.all())
         priced = [
             {
                 "product_id": line.product_id,
                 "quantity": line.quantity,
                 "unit_price": str(line.unit_price),
             }
-            for line in reservation.lines.all()
+            for line in held
         ]
-        total = sum(line.unit_price * line.quantity for line in reservation.lines.all())
+        total = sum(line.unit_price * line.quantity for line in held)
         _reply(order_id, "stock_reserve", True, data={"lines": priced, "total": str(total)})
     else:
         reason = reservation.reason or reservation.state

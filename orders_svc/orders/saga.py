@@ -66,17 +66,15 @@ def _finish(saga: Saga, outcome: str) -> None:
 
 @transaction.atomic
 def saga_place_start(*, order: Order) -> Saga:
-    """Begin the place saga for a new order: ask catalog to reserve its stock."""
-    saga, created = Saga.objects.get_or_create(
-        order_id=order.id,
-        kind=Saga.Kind.PLACE,
-        defaults={"state": State.RESERVING_STOCK},
-    )
-    if created:
-        order_id = str(order.id)
-        lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
-        _ask(saga, "stock_reserve", order_id=order_id, lines=lines)
-        saga.save()
+    """Begin the place saga for a new order: ask catalog to reserve its stock.
+
+    Called in the transaction that placed the order, so there is no saga yet:
+    one INSERT (a second start for one order breaks the unique constraint).
+    """
+    saga = Saga(order_id=order.id, kind=Saga.Kind.PLACE, state=State.RESERVING_STOCK)
+    lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
+    _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines)
+    saga.save(force_insert=True)
     return saga
 
 

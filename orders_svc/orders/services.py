@@ -40,7 +40,10 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
     wire_data = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
     event_data_validate(event_type=type, data=wire_data)
     try:
-        with transaction.atomic():
+        # No savepoint: a version conflict fails the caller's whole transaction
+        # anyway (nothing may be written on a stale order), and the savepoint's
+        # two statements are on the saga's hot path.
+        with transaction.atomic(savepoint=False):
             event = OrderEvent.objects.create(
                 order_id=order.id,
                 version=order.version + 1,
@@ -61,10 +64,11 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
 def summary_project(*, order: Order) -> None:
     """Write the order's read-model row from its state (idempotent: a replay gives the same row).
 
-    An UPDATE, and an INSERT only when there was nothing to update (the first
-    event): one statement on the saga's hot path instead of the four of
-    ``update_or_create`` (savepoint, locking read, write, release). Appends to
-    one order are serialised by its version check, so the two cannot race.
+    An INSERT for the order's first event, an UPDATE for the others (and an
+    INSERT when a rebuild finds nothing to update): one statement on the
+    saga's hot path instead of the four of ``update_or_create`` (savepoint,
+    locking read, write, release). Appends to one order are serialised by its
+    version check, so the two cannot race.
     """
     fields = {
         "customer_id": order.customer_id,
@@ -78,7 +82,7 @@ def summary_project(*, order: Order) -> None:
         "created_at": order.created_at,
         "updated_at": order.updated_at,
     }
-    if not OrderSummary.objects.filter(order_id=order.id).update(**fields):
+    if order.version == 1 or not OrderSummary.objects.filter(order_id=order.id).update(**fields):
         OrderSummary.objects.create(order_id=order.id, **fields)
 
 

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.db import transaction
 
 from orders.domain import Order
 from orders.errors import ConcurrencyConflict, IdempotencyKeyReused, OrderStateConflict
@@ -65,7 +66,8 @@ def test_two_writers_of_the_same_version_conflict():
     stale = order_get(order_id=order.id)
     order_append(order=order, type=OrderEventType.REJECTED, data={"reason": "out_of_stock"})
 
-    with pytest.raises(ConcurrencyConflict):
+    # The stale writer's whole transaction fails, as every caller's does.
+    with pytest.raises(ConcurrencyConflict), transaction.atomic():
         order_append(order=stale, type=OrderEventType.CANCEL_REQUESTED, data={"requested_by": "1"})
     assert order_get(order_id=order.id).status == OrderStatus.REJECTED
 
