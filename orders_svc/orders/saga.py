@@ -44,6 +44,19 @@ STEPS = {
 }
 
 
+# What a step may change: saved alone, the UPDATE leaves the identity columns out.
+_PROGRESS_FIELDS = [
+    "state",
+    "pending",
+    "outcome",
+    "attempts",
+    "deadline",
+    "needs_attention",
+    "last_error",
+    "updated_at",
+]
+
+
 def _deadline() -> Any:
     return timezone.now() + timedelta(seconds=settings.SAGA_STEP_TIMEOUT_SECONDS)
 
@@ -87,7 +100,7 @@ def saga_cancel_start(*, order: Order) -> Saga:
     if created:
         _ask(saga, "stock_release", order_id=str(order.id))
         _ask(saga, "credit_release", order_id=str(order.id))
-        saga.save()
+        saga.save(update_fields=_PROGRESS_FIELDS)
     return saga
 
 
@@ -183,7 +196,7 @@ def saga_reply(
         elif not saga.pending:
             order_append(order=order, type=OrderEventType.CANCELLED, data=order.settled_data())
             _finish(saga, "cancelled")
-    saga.save()
+    saga.save(update_fields=_PROGRESS_FIELDS)
 
 
 def saga_deadlines_check(*, now: Any = None) -> int:
@@ -237,4 +250,4 @@ def _deadline_passed(order_id: UUID, kind: str, now: Any) -> None:
             saga.last_error = f"No reply to {', '.join(saga.pending)} after {saga.attempts} tries."
         for step, command in list(saga.pending.items()):
             _ask(saga, step, **command)
-    saga.save()
+    saga.save(update_fields=_PROGRESS_FIELDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django.db.models import QuerySet
@@ -11,8 +12,17 @@ from orders.errors import OrderNotFound
 from orders.models import OrderEvent, OrderSummary
 
 
-def order_events(*, order_id: UUID) -> list[OrderEvent]:
-    return list(OrderEvent.objects.filter(order_id=order_id).order_by("version"))
+def order_events(*, order_id: UUID) -> list[Any]:
+    """The order's events in version order: rows of ``type, data, version, occurred_at``.
+
+    Plain rows rather than model instances: every saga step rebuilds its order
+    from these, and the outbox columns are none of its business.
+    """
+    return list(
+        OrderEvent.objects.filter(order_id=order_id)
+        .order_by("version")
+        .values_list("type", "data", "version", "occurred_at", named=True)
+    )
 
 
 def order_get(*, order_id: UUID | str) -> Order:
