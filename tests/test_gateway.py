@@ -72,6 +72,11 @@ def stack(module_services: ServiceLauncher, orders: ControlledUpstream) -> Stack
         orders,
         GATEWAY_ROUTE_OVERRIDES=json.dumps({"orders": {"read_timeout": 0.5}}),
         GATEWAY_MAX_BODY_BYTES="10000",
+        # The failure tests here make orders fail on purpose, more than five times
+        # in a row; with the default the breaker would stay open for the tests
+        # after them (for as long as the reset timeout, however fast they run).
+        # Breakers are tested on stacks of their own.
+        GATEWAY_BREAKER_FAIL_MAX="1000",
     )
 
 

@@ -2,14 +2,17 @@
 
 Guarantees, and how:
 
-- At least once. A row is marked published only after the broker confirmed
-  it (publisher confirms on RabbitMQ). A crash between the publish and the
-  mark publishes the row again on the next run; consumers are idempotent.
+- At least once. A row's mark is committed only after the broker confirmed
+  it (publisher confirms on RabbitMQ). On PostgreSQL the batch is marked as
+  it is claimed (one ``UPDATE ... RETURNING``), in the transaction that
+  commits after the publishes; rows that did not go out are unmarked before
+  it commits. A crash between the publish and the commit publishes the row
+  again on the next run; consumers are idempotent.
 - In order of creation. Rows go out oldest first (``created_at``, which
   ``event_record`` keeps strictly increasing per process); a batch stops at
   the first row that fails, so a later row never overtakes an earlier one.
-- No double publishing at once. A batch is locked with ``SELECT ... FOR
-  UPDATE SKIP LOCKED`` (SQLite: the write lock of its IMMEDIATE
+- No double publishing at once. A batch is locked with ``FOR UPDATE SKIP
+  LOCKED`` (SQLite: the write lock of its IMMEDIATE
   transactions), so a second relay of the service takes other rows. Two
   relays keep order within a batch only; run one per service for strict order
   and a second one as a standby if you like.
