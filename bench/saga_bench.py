@@ -65,8 +65,8 @@ where the milliseconds go. Orders neither approved nor rejected within
    a plain kombu consumer bound to ``order.approved`` on the same exchange
    (arrival minus ``occurred_at``), reported in any case as ``event_tap_*``;
    ``event_source`` says which one the headline is. ``relay_lag`` is
-   ``published_at - occurred_at`` (marked after a batch is published: an
-   upper bound).
+   ``published_at - occurred_at`` (on PostgreSQL stamped as the relay claims
+   the batch, just before publishing it).
 4. Floors: kombu, a persistent message published with publisher confirms
    (``broker_connection``'s options) to a durable queue on the same RabbitMQ
    and received by a consumer on another connection (its own thread), p50 of

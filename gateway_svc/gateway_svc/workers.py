@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import struct
+import sys
 
 import environ
 from uvicorn_worker import UvicornWorker
@@ -33,7 +34,7 @@ def sched_slice_set(microseconds: int) -> bool:
     of CPU does not change. Needs no privilege (``sched_setattr`` with
     ``SCHED_OTHER`` and ``sched_runtime``); older kernels ignore the field.
     """
-    number = _SYS_SCHED_SETATTR.get(platform.machine())
+    number = _SYS_SCHED_SETATTR.get(platform.machine()) if sys.platform == "linux" else None
     if number is None or microseconds <= 0:
         return False
     # struct sched_attr, version 1: size, policy, flags, nice, priority,
