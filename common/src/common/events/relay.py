@@ -235,7 +235,7 @@ class OutboxRelay:
             )
         return self._claim
 
-    def _claimed_batch(self, rows_of: Any) -> list[OutboxRecord]:
+    def _claimed_batch(self, rows_of: Any, *, postgres: bool) -> list[OutboxRecord]:
         """The oldest unpublished rows, locked for this transaction (and, on PostgreSQL, marked).
 
         On PostgreSQL one ``UPDATE ... RETURNING`` locks (``SKIP LOCKED``),
@@ -243,13 +243,9 @@ class OutboxRelay:
         statements, and this is one instead of a read and a write. Rows that
         fail to go out are unmarked again before the commit.
         """
-        pending = rows_of.filter(published_at__isnull=True)
-        if connections[self.using].vendor != "postgresql":
-            return list(
-                pending.select_for_update(skip_locked=True).order_by(*self.model.outbox_ordering)[
-                    : self.batch_size
-                ]
-            )
+        if not postgres:
+            pending = rows_of.filter(published_at__isnull=True).select_for_update(skip_locked=True)
+            return list(pending.order_by(*self.model.outbox_ordering)[: self.batch_size])
         with connections[self.using].cursor() as cursor:
             # Losing these marks in a database crash only means publishing the
             # rows again (consumers are idempotent), so the commit need not
@@ -276,7 +272,7 @@ class OutboxRelay:
         published: list[Any] = []
         failure: tuple[OutboxRecord, Exception] | None = None
         with transaction.atomic(using=self.using):
-            rows = self._claimed_batch(rows_of)
+            rows = self._claimed_batch(rows_of, postgres=postgres)
             for row in rows:
                 try:
                     self._publish_in_order(producer, row)
