@@ -93,9 +93,11 @@ def test_a_failed_trial_opens_the_circuit_again():
 def test_an_expired_token_is_not_served_from_memory(make_token, settings):
     settings.JWT = {**settings.JWT, "LEEWAY_SECONDS": 0}
     verifier = VerifiedTokens()
-    token = make_token(lifetime=1)
-    verifier.verify(token)
-    time.sleep(1.1)
+    # make_token truncates "now" to whole seconds, so a 1 s lifetime may already
+    # be over when it is first verified: give it 2 s and wait for its own exp.
+    token = make_token(lifetime=2)
+    expires_at = verifier.verify(token)["exp"]
+    time.sleep(max(0.0, expires_at - time.time()) + 0.05)
     with pytest.raises(common.auth.InvalidToken, match="expired"):
         verifier.verify(token)
 
