@@ -10,9 +10,10 @@ import aiohttp
 from django.conf import settings
 from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
 
 from common.discovery import Discovery, discovery_from_settings
+from common.metrics import scrape_collector_register
 from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
 from proxy.routes import Route, routes_from_settings
 from proxy.upstreams import Upstream
@@ -166,7 +167,7 @@ class StatusCollector(Collector):
         yield limit
 
 
-REGISTRY.register(StatusCollector())
+scrape_collector_register(StatusCollector())
 
 
 def runtime_from_settings() -> Runtime:

@@ -6,6 +6,9 @@ class OrdersConfig(AppConfig):
     verbose_name = "Orders"
 
     def ready(self) -> None:
+        from common.metrics import scrape_collector_register
         from orders import events
+        from orders.metrics import OrdersCollector
 
         events.register()
+        scrape_collector_register(OrdersCollector())

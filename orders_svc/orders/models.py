@@ -48,6 +48,7 @@ class OrderEvent(OutboxRecord):
     """
 
     outbox_ordering = ("id",)
+    outbox_time_field = "occurred_at"
 
     order_id = models.UUIDField(db_index=True)
     version = models.PositiveIntegerField()

@@ -27,4 +27,6 @@ _env = environ.Env()
 SAGA_STEP_TIMEOUT_SECONDS = _env.float("SAGA_STEP_TIMEOUT_SECONDS", default=10.0)
 # ...this many times; then the order is rejected with "timeout" and its holds released.
 SAGA_MAX_ATTEMPTS = _env.int("SAGA_MAX_ATTEMPTS", default=3)
+# /metrics: orders_decision_seconds covers the orders decided in this last stretch.
+ORDERS_METRICS_WINDOW_SECONDS = _env.int("ORDERS_METRICS_WINDOW_SECONDS", default=300)
 WSGI_APPLICATION = "orders_svc.wsgi.application"

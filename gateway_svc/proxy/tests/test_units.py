@@ -198,3 +198,21 @@ def test_route_defaults_apply_where_a_route_is_silent():
     route = Route(service="x", prefix="/api/x/")
     assert route.retries == 2
     assert not route.is_public("GET", "/api/x/")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("multiprocess", [False, True])
+def test_breaker_and_bulkhead_gauges_are_on_metrics_in_both_modes(
+    client, tmp_path, monkeypatch, multiprocess
+):
+    # Deployed (compose, k8s) with PROMETHEUS_MULTIPROC_DIR: the scrape-time
+    # gauges must not be left out of the multiprocess export.
+    if multiprocess:
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    else:
+        monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+
+    text = client.get("/metrics").content.decode()
+
+    for name in ("gateway_breaker_state", "gateway_bulkhead_in_flight", "outbox_scrape_ok"):
+        assert f"# TYPE {name} gauge" in text

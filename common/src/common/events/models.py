@@ -27,9 +27,12 @@ class OutboxRecord(models.Model):
     routing key); the relay marks ``published_at`` and, when a publish fails,
     ``attempts`` and ``last_error``. Give subclasses a partial index on the
     ordering fields where ``published_at`` is null: that is all the relay reads.
+    ``outbox_time_field`` names the column that says when a row was written
+    (the outbox lag on ``/metrics`` is the age of the oldest unpublished row).
     """
 
     outbox_ordering: ClassVar[tuple[str, ...]] = ("pk",)
+    outbox_time_field: ClassVar[str] = "created_at"
 
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="failed publish attempts")
