@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -199,6 +200,7 @@ def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
             "Keep-Alive": "timeout=5",
             "X-Request-ID": "trace-me-123",
             "X-Forwarded-For": "203.0.113.7",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         },
     )
     sent = response.json()["headers"]
@@ -211,6 +213,9 @@ def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
     assert sent["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
     assert sent["x-forwarded-proto"] == "http"
     assert sent["x-forwarded-host"] == stack.gateway.url.removeprefix("http://")
+    # The client's trace, continued by a span of the gateway's own.
+    assert sent["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert sent["traceparent"] != "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert response.headers["x-request-id"] == "trace-me-123"
     assert response.headers["x-echo"] == "yes"  # upstream response headers come back
 
@@ -222,6 +227,9 @@ def test_a_request_id_is_made_when_the_client_sends_none(stack):
     assert len(made) == 32
     assert response.json()["headers"]["x-request-id"] == made
     assert made in stack.gateway.log_path.read_text()  # in the gateway's log line
+    started = response.json()["headers"]["traceparent"]  # and a trace is started
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", started)
+    assert started[3:35] in stack.gateway.log_path.read_text()
 
 
 def test_large_responses_stream_through_whole(stack):

@@ -162,6 +162,28 @@ def test_an_order_with_stock_and_credit_is_approved(shop):
     assert details["warnings"] == []
 
 
+def test_one_trace_follows_an_order_through_every_service_and_message(shop):
+    trace = uuid.uuid4().hex
+    headers = {**customer(shop), "traceparent": f"00-{trace}-{uuid.uuid4().hex[:16]}-01"}
+
+    order_id = place(shop, headers, [{"product_id": 5, "quantity": 1}])
+    assert settled(shop, headers, order_id)["status"] == "APPROVED"
+
+    # placed in the orders web process; the others in the orders worker, each on a
+    # reply whose header the participant's worker set from the command it received.
+    output = shop.orders.manage(
+        "shell",
+        "-c",
+        "from orders.models import OrderEvent; print('TRACES', *OrderEvent.objects.filter("
+        f"order_id='{order_id}').order_by('version').values_list('traceparent', flat=True))",
+    ).stdout
+    recorded = next(line for line in output.splitlines() if line.startswith("TRACES")).split()[1:]
+    assert len(recorded) == 4
+    assert all(traceparent.startswith(f"00-{trace}-") for traceparent in recorded), recorded
+    assert len({traceparent[36:52] for traceparent in recorded}) == 4  # a span per hop
+    assert trace in shop.gateway.log_path.read_text()  # the gateway's access line
+
+
 def test_an_order_without_stock_is_rejected(shop):
     headers = customer(shop)
     sold_out = httpx.get(shop.url("/api/catalog/products/"), params={"in_stock": "false"}).json()

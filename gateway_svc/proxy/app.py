@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from common.auth import InvalidToken, VerifiedTokens
+from common.observability import trace_continue
 from common.problems import problem
 from proxy.ratelimit import Decision
 from proxy.routes import Route
@@ -58,6 +59,7 @@ _REPLACED_UPSTREAM = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
+        b"traceparent",
     }
 )
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
@@ -237,7 +239,7 @@ class GatewayApp:
     ) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
-        request_id = authorization = host = forwarded_for = content_length = None
+        request_id = authorization = host = forwarded_for = content_length = traceparent = None
         connection_tokens: tuple[bytes, ...] = ()
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -250,10 +252,14 @@ class GatewayApp:
                 forwarded_for = value
             elif name == b"content-length":
                 content_length = value
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
             elif name == b"connection":
                 connection_tokens = tuple(t.strip().lower() for t in value.split(b","))
         if request_id is None or not _VALID_REQUEST_ID.match(request_id):
             request_id = os.urandom(16).hex().encode()
+        # The gateway's hop of the client's trace, or the start of a new one.
+        traceparent = trace_continue(traceparent)
         client_ip = runtime.client_ip(scope, forwarded_for)
         status = 500
         upstream_name = route.service
@@ -316,7 +322,7 @@ class GatewayApp:
                 return
 
             headers = self.upstream_headers(
-                scope, connection_tokens, request_id, client_ip, host, forwarded_for
+                scope, connection_tokens, request_id, client_ip, host, forwarded_for, traceparent
             )
             target = scope.get("raw_path") or path.encode()
             if scope.get("query_string"):
@@ -347,6 +353,7 @@ class GatewayApp:
                     status,
                     extra={
                         "request_id": request_id.decode("latin-1"),
+                        "trace_id": traceparent[3:35],
                         "method": method,
                         "path": scope["path"],
                         "status": status,
@@ -366,6 +373,7 @@ class GatewayApp:
         client_ip: str,
         host: bytes | None,
         forwarded_for: bytes | None,
+        traceparent: str,
     ) -> list[tuple[str, str]]:
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -380,6 +388,7 @@ class GatewayApp:
         if host is not None:
             headers.append(("X-Forwarded-Host", host.decode("latin-1")))
         headers.append(("X-Request-ID", request_id.decode("latin-1")))
+        headers.append(("traceparent", traceparent))
         return headers
 
     @staticmethod

@@ -14,6 +14,7 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+from common.observability import trace_continue
 from identity.clients import service_token
 from proxy.app import send_json, send_problem, send_rate_limited, send_upstream_error
 from proxy.upstreams import UpstreamError
@@ -64,6 +65,8 @@ class OrderDetailsComposer:
     async def handle(self, app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         request_id = headers.get(b"x-request-id") or os.urandom(16).hex().encode()
+        incoming_trace = headers.get(b"traceparent")
+        traceparent = trace_continue(incoming_trace.decode("latin-1") if incoming_trace else None)
         if scope["method"] != "GET":
             await send_problem(
                 send,
@@ -97,6 +100,7 @@ class OrderDetailsComposer:
         caller = [
             ("Authorization", headers[b"authorization"].decode("latin-1")),
             ("X-Request-ID", request_id.decode("latin-1")),
+            ("traceparent", traceparent),
             ("Accept", "application/json"),
         ]
         try:
@@ -116,6 +120,7 @@ class OrderDetailsComposer:
         internal = [
             ("Authorization", f"Bearer {service_token.get()}"),
             ("X-Request-ID", request_id.decode("latin-1")),
+            ("traceparent", traceparent),
             ("Accept", "application/json"),
         ]
         customer_id = order.get("customer_id")

@@ -31,6 +31,7 @@ from django.db import transaction
 from kombu.exceptions import OperationalError
 
 from common.events.broker import broker_connect, broker_connection, broker_errors
+from common.observability import current_traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +48,33 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
 
 
 def command_send(*, service: str, task: str, **kwargs: Any) -> None:
-    """Send ``task(**kwargs)`` to ``service``'s queue once the current transaction commits."""
+    """Send ``task(**kwargs)`` to ``service``'s queue once the current transaction commits.
+
+    The message carries the trace context of the work that sends it
+    (``traceparent`` header), which the receiving worker continues.
+    """
     queue = settings.QUEUE_PREFIX + service
-    transaction.on_commit(lambda: command_publish(task=task, queue=queue, kwargs=kwargs))
+    traceparent = current_traceparent()
+    transaction.on_commit(
+        lambda: command_publish(task=task, queue=queue, kwargs=kwargs, traceparent=traceparent)
+    )
 
 
-def command_publish(*, task: str, queue: str, kwargs: dict[str, Any]) -> bool:
+def command_publish(
+    *, task: str, queue: str, kwargs: dict[str, Any], traceparent: str = ""
+) -> bool:
     """Publish now; False, logged, when the broker did not take it (nothing is raised)."""
     copies = 2 if getattr(settings, "CHAOS_DUPLICATE_DELIVERY", False) else 1
+    headers = {"traceparent": traceparent} if traceparent else None
     try:
         for _ in range(copies):
             current_app.send_task(
-                task, kwargs=kwargs, queue=queue, retry=True, retry_policy=PUBLISH_RETRY_POLICY
+                task,
+                kwargs=kwargs,
+                queue=queue,
+                headers=headers,
+                retry=True,
+                retry_policy=PUBLISH_RETRY_POLICY,
             )
     except (OperationalError, OSError) as error:  # what a down or lost broker raises
         logger.warning("Broker did not take %s for %s (%s); left to a resend", task, queue, error)

@@ -1,10 +1,20 @@
-"""Request ids and JSON log lines carrying the service name and request id."""
+"""Request ids, W3C trace context and JSON log lines carrying service, request and trace ids.
+
+Trace context (``traceparent``, https://www.w3.org/TR/trace-context/) is
+carried without a tracing SDK: the gateway starts a trace or continues the
+client's, every service continues it for the request it serves
+(``RequestIdMiddleware``), Celery commands and replies carry it in a message
+header (``common.celery``), events in their envelope, and every log line
+names the trace. Each hop gets a span id of its own, as the standard asks;
+an OpenTelemetry SDK, where one is installed, finds the same header.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -33,14 +43,50 @@ traceparent_var: contextvars.ContextVar[str] = contextvars.ContextVar("tracepare
 _VALID_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
+_INVALID_TRACE_ID = "0" * 32
+_INVALID_SPAN_ID = "0" * 16
+
+
+def traceparent_valid(value: str | None) -> bool:
+    """Well formed, version 00-compatible, and neither id all zeros (W3C trace context)."""
+    return bool(
+        value
+        and _VALID_TRACEPARENT.match(value)
+        and not value.startswith("ff")
+        and value[3:35] != _INVALID_TRACE_ID
+        and value[36:52] != _INVALID_SPAN_ID
+    )
+
+
 def current_traceparent() -> str:
     """The ``traceparent`` known in this context if it is well formed, else ""."""
     value = traceparent_var.get()
-    return value if _VALID_TRACEPARENT.match(value) else ""
+    return value if traceparent_valid(value) else ""
+
+
+def trace_continue(incoming: str | None) -> str:
+    """The ``traceparent`` for work done here on behalf of ``incoming``.
+
+    The caller's trace with a new span id (its flags kept), or a new sampled
+    trace when the caller sent none or a malformed one.
+    """
+    if incoming is not None and traceparent_valid(incoming):
+        return f"00-{incoming[3:35]}-{os.urandom(8).hex()}-{incoming[53:55]}"
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+def trace_id(traceparent: str) -> str:
+    """The trace id of a ``traceparent`` (``-`` for none): what log lines are searched by."""
+    return traceparent[3:35] if traceparent_valid(traceparent) else "-"
 
 
 class RequestIdMiddleware:
-    """Take ``X-Request-ID`` from the client or make one; echo it and log with it."""
+    """Take ``X-Request-ID`` from the client or make one; echo it and log with it.
+
+    The request's trace context too: the caller's ``traceparent`` continued
+    (or a new trace), so events recorded and commands sent while serving the
+    request carry it.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -50,16 +96,18 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        trace_token = traceparent_var.set(trace_continue(request.META.get("HTTP_TRACEPARENT")))
         try:
             response = self.get_response(request)
         finally:
+            traceparent_var.reset(trace_token)
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
 
 class LogContextFilter(logging.Filter):
-    """Stamp every record with the service name and the current request id."""
+    """Stamp every record with the service name, the current request id and trace id."""
 
     def __init__(self, service: str = "-") -> None:
         super().__init__()
@@ -71,6 +119,8 @@ class LogContextFilter(logging.Filter):
             record, "request_id"
         ):  # a logger call may name it (the gateway's access log)
             record.request_id = current_request_id()
+        if not hasattr(record, "trace_id"):
+            record.trace_id = trace_id(traceparent_var.get())
         return True
 
 

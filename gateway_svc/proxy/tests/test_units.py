@@ -139,8 +139,10 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
             (b"x-request-id", b"client-id"),
             (b"x-forwarded-for", b"203.0.113.9"),
             (b"content-length", b"3"),
+            (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
         ],
     }
+    gateway_span = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
     headers = dict(
         GatewayApp.upstream_headers(
             scope,
@@ -149,6 +151,7 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
             "10.0.0.2",
             b"shop.example",
             b"203.0.113.9",
+            gateway_span,
         )
     )
     assert headers == {
@@ -157,6 +160,7 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "shop.example",
         "X-Request-ID": "rid-1",
+        "traceparent": gateway_span,  # the client's replaced by the gateway's own hop
     }
 
 

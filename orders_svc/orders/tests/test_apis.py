@@ -2,7 +2,7 @@ import uuid
 
 import pytest
 
-from orders.models import OrderSummary
+from orders.models import OrderEvent, OrderSummary
 from orders.selectors import order_get
 from orders.services import LineRequest, order_place
 from orders.tests.test_services import approve
@@ -22,6 +22,19 @@ def test_placing_an_order_answers_202_pending(as_customer):
     assert body["lines"] == [{"product_id": 3, "quantity": 2, "unit_price": None}]
     assert response["Location"] == f"/api/orders/{body['id']}/"
     assert [h["type"] for h in body["history"]] == ["order.placed"]
+
+
+def test_the_order_events_carry_the_trace_of_the_request_that_placed_it(as_customer):
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    traced = as_customer(1001).post(ORDERS, BODY, HTTP_TRACEPARENT=caller)
+    untraced = as_customer(1001).post(ORDERS, BODY)
+
+    placed = OrderEvent.objects.get(order_id=traced.json()["id"]).traceparent
+    assert placed.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert placed != caller  # the service's own span of the trace
+    started = OrderEvent.objects.get(order_id=untraced.json()["id"]).traceparent
+    assert len(started) == 55
+    assert "4bf92f3577b34da6a3ce929d0e0e4736" not in started
 
 
 def test_an_idempotency_key_returns_the_same_order(as_customer):

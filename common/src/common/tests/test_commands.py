@@ -21,6 +21,7 @@ from django.db import transaction
 from kombu import Connection
 
 from common.commands import broker_reachable, command_publish, command_send
+from common.observability import traceparent_var
 
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -69,8 +70,13 @@ def celery_down() -> Iterator[Celery]:
         yield app
 
 
-def received(queue: str, wait: float = 2.0) -> list[tuple[str, dict]]:
-    """Every command waiting on ``queue``: (task name, kwargs), in order; taken off it."""
+def received(
+    queue: str, wait: float = 2.0, *, headers: list[dict] | None = None
+) -> list[tuple[str, dict]]:
+    """Every command waiting on ``queue``: (task name, kwargs), in order; taken off it.
+
+    ``headers``, when given, receives each message's headers.
+    """
     commands: list[tuple[str, dict]] = []
     deadline = time.monotonic() + wait
     with Connection(TEST_BROKER_URL, connect_timeout=5) as connection:
@@ -88,6 +94,8 @@ def received(queue: str, wait: float = 2.0) -> list[tuple[str, dict]]:
                 continue
             _args, kwargs, _embed = connection.default_channel.message_to_python(message).decode()
             commands.append((message.headers["task"], kwargs))
+            if headers is not None:
+                headers.append(dict(message.headers))
     return commands
 
 
@@ -102,6 +110,22 @@ def test_a_command_reaches_the_receivers_queue_once_its_transaction_commits(
 
     assert before_commit == []
     assert received(queue) == [("svc.do", {"order_id": "o-1", "lines": [1, 2]})]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_command_carries_the_trace_of_the_work_that_sent_it(queue, celery_up, settings):
+    settings.CHAOS_DUPLICATE_DELIVERY = False
+    sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    token = traceparent_var.set(sender)
+    try:
+        with transaction.atomic():
+            command_send(service="svc", task="svc.do", order_id="o-1")
+    finally:
+        traceparent_var.reset(token)
+    headers: list[dict] = []
+
+    assert received(queue, headers=headers) == [("svc.do", {"order_id": "o-1"})]
+    assert headers[0]["traceparent"] == sender
 
 
 @pytest.mark.django_db(transaction=True)

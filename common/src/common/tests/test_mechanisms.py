@@ -13,7 +13,15 @@ from django.core.management import call_command
 from rest_framework.test import APIRequestFactory
 
 from common.http import client_has_current, etag_for
-from common.observability import JsonFormatter, LogContextFilter, request_id_var
+from common.observability import (
+    JsonFormatter,
+    LogContextFilter,
+    request_id_var,
+    trace_continue,
+    trace_id,
+    traceparent_valid,
+    traceparent_var,
+)
 from common.settings import broker_config, database_config, service_defaults
 
 
@@ -112,3 +120,46 @@ def test_ensure_admin_creates_then_updates_one_staff_user():
     assert users[0].is_staff
     assert users[0].is_superuser
     assert users[0].check_password("two")
+
+
+CLIENT_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+
+
+def test_a_trace_is_continued_with_a_span_of_our_own():
+    continued = trace_continue(CLIENT_TRACE)
+
+    assert trace_id(continued) == "0af7651916cd43dd8448eb211c80319c"
+    assert continued[36:52] != "b7ad6b7169203331"
+    assert continued.endswith("-00")  # the caller's sampling decision is kept
+
+
+@pytest.mark.parametrize(
+    "incoming",
+    [
+        None,
+        "",
+        "garbage",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # zero span id
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # forbidden version
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
+    ],
+)
+def test_a_missing_or_malformed_trace_starts_a_new_one(incoming):
+    started = trace_continue(incoming)
+
+    assert traceparent_valid(started)
+    assert trace_id(started) not in ("-", "0af7651916cd43dd8448eb211c80319c")
+
+
+def test_log_lines_carry_the_trace_id():
+    record = logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})
+    token = traceparent_var.set(CLIENT_TRACE)
+    try:
+        LogContextFilter(service="orders").filter(record)
+    finally:
+        traceparent_var.reset(token)
+
+    assert json.loads(JsonFormatter().format(record))["trace_id"] == (
+        "0af7651916cd43dd8448eb211c80319c"
+    )
