@@ -7,7 +7,8 @@ class CommonConfig(AppConfig):
 
     def ready(self) -> None:
         from common import schema  # noqa: F401 - registers the Bearer scheme with drf-spectacular
-        from common.events.metrics import OutboxCollector
+        from common.events.metrics import OutboxCollector, QueueCollector
         from common.metrics import scrape_collector_register
 
         scrape_collector_register(OutboxCollector())
+        scrape_collector_register(QueueCollector())

@@ -1,10 +1,11 @@
 """``/metrics``: the process's own metrics plus figures read at scrape time.
 
 Some figures are not counted as things happen but read when Prometheus asks:
-the gateway's breaker states, the outbox's backlog, how many orders stand in
-each status. Their collectors read live state (memory, or the service's
-database, so every web instance reports the same truth whichever process did
-the work) and are registered here with ``scrape_collector_register``.
+the gateway's breaker states, the outbox's backlog, the queues' depth, how
+many orders stand in each status. Their collectors read live state (memory,
+the service's database or its broker, so every web instance reports the same
+truth whichever process did the work) and are registered here with
+``scrape_collector_register``.
 
 django-prometheus's own view exports only the multiprocess files when
 ``PROMETHEUS_MULTIPROC_DIR`` is set (as in compose and k8s), which would drop
@@ -61,17 +62,18 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     )
 
 
-class DatabaseCollector(Collector):
-    """A scrape-time collector that reads the database; a failing read costs its figures only.
+class LiveCollector(Collector):
+    """A scrape-time collector whose source may be away; a failing read costs its figures only.
 
     Subclasses declare their (empty) metric families in ``families()`` and
-    fill them in ``fill()``. Registration asks only for ``describe()``, so no
-    query runs before the first scrape. When the database does not answer, the
-    scrape still succeeds (the process's other metrics matter most then) and
-    ``<prefix>_scrape_ok`` says 0.
+    fill them in ``fill()``. Registration asks only for ``describe()``, so
+    nothing is read before the first scrape. When the source does not answer
+    (one of ``read_errors``), the scrape still succeeds (the process's other
+    metrics matter most then) and ``<prefix>_scrape_ok`` says 0.
     """
 
-    prefix = "db"
+    prefix = "live"
+    read_errors: tuple[type[BaseException], ...] = ()
 
     def families(self) -> list[Metric]:
         raise NotImplementedError
@@ -82,7 +84,7 @@ class DatabaseCollector(Collector):
     def _ok(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
             f"{self.prefix}_scrape_ok",
-            "1 when the figures below were read from the database at this scrape, 0 when not.",
+            "1 when the figures below were read at this scrape, 0 when their source failed.",
             labels=[],
         )
 
@@ -95,14 +97,21 @@ class DatabaseCollector(Collector):
         families = {family.name: family for family in self.families()}
         try:
             self.fill(families)
-        except DatabaseError:
-            logger.exception("Metrics of %s could not be read from the database", self.prefix)
+        except self.read_errors:
+            logger.exception("Metrics of %s could not be read", self.prefix)
             ok.add_metric([], 0)
             yield ok
             return
         ok.add_metric([], 1)
         yield ok
         yield from families.values()
+
+
+class DatabaseCollector(LiveCollector):
+    """Figures read from the service's database at scrape time."""
+
+    prefix = "db"
+    read_errors = (DatabaseError,)
 
 
 def age_seconds(moment: datetime | None) -> float:

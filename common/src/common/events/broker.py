@@ -112,6 +112,36 @@ def broker_connect(connection: Connection) -> Connection:
     return connection
 
 
+class BrokerUnavailable(ConnectionError):
+    """The broker did not answer."""
+
+
+def queue_sizes(names: list[str], *, connect_timeout: float = 2.0) -> dict[str, int]:
+    """Messages ready in each named queue; queues not declared yet are left out.
+
+    A passive declare creates nothing. Raises ``BrokerUnavailable`` when the
+    broker does not answer within ``connect_timeout`` (callers such as a
+    metrics scrape must not hang on a dead one).
+    """
+    connection = broker_connection()
+    connection.connect_timeout = connect_timeout
+    sizes: dict[str, int] = {}
+    try:
+        broker_connect(connection)
+        for name in names:
+            try:
+                with connection.channel() as channel:
+                    _, count, _ = channel.queue_declare(queue=name, passive=True)
+            except connection.channel_errors:  # not declared (yet): nothing waits in it
+                continue
+            sizes[name] = int(count)
+    except broker_errors(connection) as error:
+        raise BrokerUnavailable(f"The broker did not answer: {error}") from error
+    finally:
+        connection.release()
+    return sizes
+
+
 def broker_errors(connection: Connection) -> tuple[type[BaseException], ...]:
     """What a broken or refused broker raises on this transport."""
     return (*connection.connection_errors, *connection.channel_errors, OSError)
