@@ -182,6 +182,8 @@ def test_one_trace_follows_an_order_through_every_service_and_message(shop):
     assert all(traceparent.startswith(f"00-{trace}-") for traceparent in recorded), recorded
     assert len({traceparent[36:52] for traceparent in recorded}) == 4  # a span per hop
     assert trace in shop.gateway.log_path.read_text()  # the gateway's access line
+    for participant in (shop.catalog, shop.users):  # each step's "succeeded" line
+        assert trace in (participant.var_dir / "worker.log").read_text(errors="replace")
 
 
 def test_an_order_without_stock_is_rejected(shop):

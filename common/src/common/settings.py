@@ -360,6 +360,9 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         # sixth of a worker's time in a profile). Its own recycling is pushed out
         # of the way; common.celery applies CONN_MAX_AGE and health checks per task.
         "CELERY_DB_REUSE_MAX": env.int("CELERY_DB_REUSE_MAX", default=1_000_000),
+        # Workers log like every other process (JSON lines with service, request and
+        # trace ids, LOGGING below) instead of Celery replacing the root logger's setup.
+        "CELERY_WORKER_HIJACK_ROOT_LOGGER": False,
         **events_config(env=env, database_engine=database["ENGINE"]),
         "LOGGING": {
             "version": 1,
@@ -370,7 +373,8 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "formatters": {
                 "json": {"()": "common.observability.JsonFormatter"},
                 "plain": {
-                    "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+                    "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s] "
+                    "%(message)s"
                 },
             },
             "handlers": {
