@@ -158,6 +158,9 @@ class Saga(models.Model):
     deadline = models.DateTimeField(null=True, blank=True, db_index=True)
     needs_attention = models.BooleanField(default=False, db_index=True)
     last_error = models.TextField(blank=True)
+    # The trace of the request that started the saga: the watchdog's resends and
+    # timeouts continue it, so one trace follows the order through its retries.
+    traceparent = models.CharField(max_length=55, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

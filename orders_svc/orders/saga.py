@@ -24,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.commands import BrokerUnreachable, broker_reachable, command_send
+from common.observability import current_traceparent, trace_continue, traceparent_var
 from orders.domain import Order
 from orders.models import OrderEventType, OrderStatus, Saga
 from orders.selectors import order_get
@@ -84,7 +85,12 @@ def saga_place_start(*, order: Order) -> Saga:
     Called in the transaction that placed the order, so there is no saga yet:
     one INSERT (a second start for one order breaks the unique constraint).
     """
-    saga = Saga(order_id=order.id, kind=Saga.Kind.PLACE, state=State.RESERVING_STOCK)
+    saga = Saga(
+        order_id=order.id,
+        kind=Saga.Kind.PLACE,
+        state=State.RESERVING_STOCK,
+        traceparent=current_traceparent(),
+    )
     lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
     _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines)
     saga.save(force_insert=True)
@@ -95,7 +101,9 @@ def saga_place_start(*, order: Order) -> Saga:
 def saga_cancel_start(*, order: Order) -> Saga:
     """Begin the cancel saga for an approved order: give back its stock and its credit."""
     saga, created = Saga.objects.get_or_create(
-        order_id=order.id, kind=Saga.Kind.CANCEL, defaults={"state": State.CANCELLING}
+        order_id=order.id,
+        kind=Saga.Kind.CANCEL,
+        defaults={"state": State.CANCELLING, "traceparent": current_traceparent()},
     )
     if created:
         _ask(saga, "stock_release", order_id=str(order.id))
@@ -231,6 +239,15 @@ def _deadline_passed(order_id: UUID, kind: str, now: Any) -> None:
     saga = Saga.objects.select_for_update().filter(order_id=order_id, kind=kind).first()
     if saga is None or saga.state == State.DONE or saga.deadline is None or saga.deadline >= now:
         return  # a reply came in meanwhile
+    # Resends and a timeout belong to the trace of the request that started the saga.
+    token = traceparent_var.set(trace_continue(saga.traceparent or None))
+    try:
+        _deadline_handle(saga, order_id)
+    finally:
+        traceparent_var.reset(token)
+
+
+def _deadline_handle(saga: Saga, order_id: UUID) -> None:
     saga.attempts += 1
     gave_up = saga.attempts > settings.SAGA_MAX_ATTEMPTS
     order = order_get(order_id=order_id)

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from orders.models import OrderStatus, Saga
+from common.observability import current_traceparent, trace_id, traceparent_var
+from orders.models import OrderEvent, OrderStatus, Saga
 from orders.saga import saga_deadlines_check, saga_reply
 from orders.selectors import order_events, order_get
 from orders.services import LineRequest, order_cancel_request, order_place
@@ -126,6 +127,31 @@ def test_a_late_reply_is_asked_again_then_the_order_times_out(sent, settings):
     assert (saga.state, saga.outcome) == (Saga.State.DONE, "rejected:timeout")
     assert [e.type for e in order_events(order_id=order_id)][-1] == "order.rejected"
     assert order_get(order_id=order_id).version == order.version  # rejected once only
+
+
+def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(monkeypatch, settings):
+    settings.SAGA_MAX_ATTEMPTS = 1
+    traced: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        "orders.saga.command_send",
+        lambda *, service, task, **kwargs: traced.append((task, current_traceparent())),
+    )
+    placing = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    token = traceparent_var.set(placing)
+    try:
+        order_id = place()
+    finally:
+        traceparent_var.reset(token)
+    later = timezone.now() + timedelta(hours=1)
+
+    saga_deadlines_check(now=later)  # resend
+    saga_deadlines_check(now=later + timedelta(hours=1))  # gives up: timeout, release
+
+    assert [task for task, _ in traced] == ["catalog.stock_reserve"] * 2 + ["catalog.stock_release"]
+    assert all(trace_id(parent) == trace_id(placing) for _, parent in traced)
+    assert len({parent for _, parent in traced[1:]}) == 2  # each watchdog pass a span of its own
+    rejected = OrderEvent.objects.get(order_id=order_id, type="order.rejected")
+    assert trace_id(rejected.traceparent) == trace_id(placing)
 
 
 def test_a_failing_compensation_is_retried_and_flagged(sent):
