@@ -2,8 +2,10 @@
 
 Read from the database rather than counted in memory: the saga advances in
 the Celery worker, the web process answers the scrape, and in a cluster they
-are different pods. Every query uses an index (summaries by status, sagas by
-state, events by time and by ``(order_id, version)``).
+are different pods. Each query has an index to use (summaries by status,
+sagas by state, events by time and by ``(order_id, version)``); the counts by
+status still grow with the number of orders, and the decision times read one
+row per order decided in the window (30 000 at 100 orders/s over 300 s).
 """
 
 from __future__ import annotations

@@ -117,7 +117,8 @@ class BrokerUnavailable(ConnectionError):
 
 
 def queue_sizes(names: list[str], *, connect_timeout: float = 2.0) -> dict[str, int]:
-    """Messages ready in each named queue; queues not declared yet are left out.
+    """Messages ready in each named queue; queues not declared yet are left out
+    (on RabbitMQ; the filesystem transport knows no such thing and says 0).
 
     A passive declare creates nothing. Raises ``BrokerUnavailable`` when the
     broker does not answer within ``connect_timeout`` (callers such as a
