@@ -12,6 +12,7 @@ from django.conf import settings
 from rest_framework import status
 
 from common.discovery import discovery_from_settings
+from common.observability import context_headers
 from common.problems import DomainError
 
 
@@ -61,7 +62,7 @@ def _call(method: str, path: str, **kwargs: Any) -> httpx.Response:
     if not instances:
         raise UpstreamUnavailable("No instance of the users service is registered.")
     start = next(_turn)
-    headers = {"Authorization": f"Bearer {service_token.get()}"}
+    headers = {"Authorization": f"Bearer {service_token.get()}", **context_headers()}
     for offset in range(len(instances)):
         instance = instances[(start + offset) % len(instances)]
         try:

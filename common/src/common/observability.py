@@ -80,6 +80,16 @@ def trace_id(traceparent: str) -> str:
     return traceparent[3:35] if traceparent_valid(traceparent) else "-"
 
 
+def context_headers() -> dict[str, str]:
+    """Headers that carry this request's id and trace to a service it calls over HTTP."""
+    headers = {}
+    if (request_id := current_request_id()) != "-":
+        headers[REQUEST_ID_HEADER] = request_id
+    if traceparent := current_traceparent():
+        headers["traceparent"] = trace_continue(traceparent)
+    return headers
+
+
 class RequestIdMiddleware:
     """Take ``X-Request-ID`` from the client or make one; echo it and log with it.
 

@@ -16,6 +16,7 @@ from common.http import client_has_current, etag_for
 from common.observability import (
     JsonFormatter,
     LogContextFilter,
+    context_headers,
     request_id_var,
     trace_continue,
     trace_id,
@@ -163,3 +164,19 @@ def test_log_lines_carry_the_trace_id():
     assert json.loads(JsonFormatter().format(record))["trace_id"] == (
         "0af7651916cd43dd8448eb211c80319c"
     )
+
+
+def test_calls_to_other_services_carry_the_request_id_and_the_trace():
+    assert context_headers() == {}  # outside a request: nothing to carry
+
+    request_token = request_id_var.set("req-7")
+    trace_token = traceparent_var.set(CLIENT_TRACE)
+    try:
+        headers = context_headers()
+    finally:
+        traceparent_var.reset(trace_token)
+        request_id_var.reset(request_token)
+
+    assert headers["X-Request-ID"] == "req-7"
+    assert trace_id(headers["traceparent"]) == trace_id(CLIENT_TRACE)
+    assert headers["traceparent"] != CLIENT_TRACE  # the call is a span of its own
