@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from common.auth import InvalidToken, VerifiedTokens
-from common.observability import trace_continue
+from common.observability import trace_continue, trace_id
 from common.problems import problem
 from proxy.ratelimit import Decision
 from proxy.routes import Route
@@ -353,7 +353,7 @@ class GatewayApp:
                     status,
                     extra={
                         "request_id": request_id.decode("latin-1"),
-                        "trace_id": traceparent[3:35],
+                        "trace_id": trace_id(traceparent),
                         "method": method,
                         "path": scope["path"],
                         "status": status,

@@ -9,11 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from orders.metrics import quantile
 from orders.models import Saga
 from orders.saga import saga_reply
-from orders.services import LineRequest, order_place
+from orders.tests.test_saga import APPROVAL, place
 
 pytestmark = pytest.mark.django_db
-
-STOCK_OK = {"lines": [{"product_id": 1, "quantity": 1, "unit_price": "5.00"}], "total": "5.00"}
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +19,9 @@ def no_commands(monkeypatch):
     monkeypatch.setattr("orders.saga.command_send", lambda **kwargs: None)
 
 
-def place() -> str:
-    order, _ = order_place(customer_id="7", lines=[LineRequest(1, 1)])
-    return str(order.id)
-
-
 def approve(order_id: str) -> None:
-    saga_reply(order_id=order_id, step="stock_reserve", ok=True, data=STOCK_OK)
-    saga_reply(order_id=order_id, step="credit_reserve", ok=True)
-    saga_reply(order_id=order_id, step="stock_commit", ok=True)
-    saga_reply(order_id=order_id, step="credit_capture", ok=True)
+    for step, data in APPROVAL:
+        saga_reply(order_id=order_id, step=step, ok=True, data=data)
 
 
 def scrape(*, multiprocess_dir=None, monkeypatch=None) -> dict[tuple[str, tuple], float]:
