@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,6 +79,7 @@ def stack(module_services: ServiceLauncher, orders: ControlledUpstream) -> Stack
         # after them (for as long as the reset timeout, however fast they run).
         # Breakers are tested on stacks of their own.
         GATEWAY_BREAKER_FAIL_MAX="1000",
+        GATEWAY_UPSTREAM_MAX_REQUESTS="3",
     )
 
 
@@ -206,6 +208,7 @@ def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
     sent = response.json()["headers"]
 
     assert sent["x-custom"] == "kept"
+    assert sent["accept-encoding"] == response.request.headers["accept-encoding"]
     assert sent["authorization"] == f"Bearer {token}"  # services verify again
     assert "x-private-hop" not in sent
     assert "keep-alive" not in sent
@@ -218,6 +221,39 @@ def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
     assert sent["traceparent"] != "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert response.headers["x-request-id"] == "trace-me-123"
     assert response.headers["x-echo"] == "yes"  # upstream response headers come back
+
+
+def test_the_gateway_adds_no_content_negotiation_of_its_own(stack):
+    token, _ = customer_token(stack)
+    # A raw request: httpx, like most clients, would send Accept and Accept-Encoding itself.
+    host, port = stack.gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            f"GET /api/orders/echo/negotiation/ HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode()
+        )
+        raw = b""
+        while chunk := connection.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    sent = json.loads(body)["headers"]
+    # Else an upstream that compresses would answer gzip to a client that never asked for it.
+    assert "accept-encoding" not in sent
+    assert "accept" not in sent
+
+
+def test_pooled_upstream_connections_are_retired_after_their_quota_of_requests(stack):
+    token, _ = customer_token(stack)
+    marker = uuid.uuid4().hex
+    with httpx.Client(headers=bearer(token)) as client:
+        for _ in range(9):
+            assert client.get(stack.url(f"/api/orders/echo/{marker}/")).status_code == 200
+    ports = [r.peer_port for r in stack.orders.received if marker in r.target]
+    assert len(ports) == 9
+    # GATEWAY_UPSTREAM_MAX_REQUESTS=3: no connection carries more, so 9 need at least 3.
+    assert max(ports.count(port) for port in ports) <= 3
+    assert len(set(ports)) >= 3
 
 
 def test_a_request_id_is_made_when_the_client_sends_none(stack):

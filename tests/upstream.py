@@ -21,6 +21,7 @@ class Received:
     target: str
     headers: dict[str, str]
     body: bytes
+    peer_port: int  # tells the client's connections apart
 
 
 @dataclass
@@ -84,6 +85,7 @@ class ControlledUpstream:
                         self.path,
                         {k.lower(): v for k, v in self.headers.items()},
                         body,
+                        self.client_address[1],
                     )
                 )
                 path = urlsplit(self.path).path

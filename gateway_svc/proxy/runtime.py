@@ -16,7 +16,7 @@ from common.discovery import Discovery, discovery_from_settings
 from common.metrics import scrape_collector_register
 from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
 from proxy.routes import Route, routes_from_settings
-from proxy.upstreams import Upstream
+from proxy.upstreams import ConnectionRecycler, RecyclingConnector, Upstream
 
 logger = logging.getLogger(__name__)
 
@@ -67,14 +67,21 @@ class Runtime:
             # pybreaker's Redis storage is synchronous and wants raw bytes.
             redis_sync = redis.Redis.from_url(redis_url, decode_responses=False, socket_timeout=0.5)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
+            connector=RecyclingConnector(
+                ConnectionRecycler(
+                    max_requests=self.config["UPSTREAM_MAX_REQUESTS"],
+                    max_age=self.config["UPSTREAM_MAX_AGE_SECONDS"],
+                ),
                 limit=0,  # the bulkheads bound concurrency, per upstream
                 keepalive_timeout=30,
                 ttl_dns_cache=10,
             ),
             auto_decompress=False,  # relay bytes as they are; Content-Encoding passes through
             cookie_jar=aiohttp.DummyCookieJar(),  # a proxy keeps no cookies
-            skip_auto_headers=("User-Agent",),
+            # A proxy sends what the client sent: no User-Agent, Accept or Accept-Encoding
+            # of aiohttp's own (with them, an upstream that compresses would answer gzip
+            # to a client that never asked for it).
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
         )
         for name in self.routes:
             self.upstreams[name] = Upstream(

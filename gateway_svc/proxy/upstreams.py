@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +77,60 @@ class UpstreamResponse:
     def close(self) -> None:
         self.response.release()
         self._release()
+
+
+class ConnectionRecycler:
+    """Retires pooled upstream connections after ``max_requests`` requests or ``max_age`` seconds.
+
+    Where one address balances per connection (a Kubernetes Service, ports
+    shared through SO_REUSEPORT), each pooled keep-alive connection stays with
+    the instance it first reached: the split of the pool when it filled decides
+    every instance's share for as long as the pool lives, and an instance added
+    later gets none. Retired connections are closed after their answer is
+    complete, never mid-request; new ones are balanced afresh. The same knobs as
+    nginx's ``keepalive_requests``/``keepalive_time`` and Envoy's
+    ``max_requests_per_connection``/``max_connection_duration``. 0 turns a limit off.
+    """
+
+    def __init__(
+        self,
+        max_requests: int,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_requests = max_requests
+        self.max_age = max_age
+        self._clock = clock
+        # protocol -> [first seen, requests]; an entry goes with its connection.
+        self._seen: weakref.WeakKeyDictionary[Any, list[float]] = weakref.WeakKeyDictionary()
+
+    def note_use(self, protocol: Any) -> None:
+        """Count one request on the connection; at a limit, close it once its answer is read."""
+        if protocol is None or not (self.max_requests or self.max_age):
+            return
+        now = self._clock()
+        record = self._seen.get(protocol)
+        if record is None:
+            record = self._seen[protocol] = [now, 0]
+        record[1] += 1
+        if (self.max_requests and record[1] >= self.max_requests) or (
+            self.max_age and now - record[0] >= self.max_age
+        ):
+            # aiohttp closes a connection marked so when it is released, instead of pooling it.
+            protocol.force_close()
+
+
+class RecyclingConnector(aiohttp.TCPConnector):
+    """aiohttp's TCP connector, with every connection it hands out counted by a recycler."""
+
+    def __init__(self, recycler: ConnectionRecycler, **options: Any) -> None:
+        super().__init__(**options)
+        self.recycler = recycler
+
+    async def connect(self, req: Any, traces: Any, timeout: Any) -> aiohttp.connector.Connection:
+        connection = await super().connect(req, traces, timeout)
+        self.recycler.note_use(connection.protocol)
+        return connection
 
 
 def backoff_delay(attempt: int, *, base: float = 0.05, cap: float = 1.0) -> float:

@@ -13,6 +13,7 @@ from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
 from proxy.resilience import Bulkhead, InstanceBreaker
 from proxy.routes import Rate, Route, routes_from_settings
+from proxy.upstreams import ConnectionRecycler
 
 
 @pytest.mark.parametrize(
@@ -107,6 +108,49 @@ def test_the_bulkhead_refuses_past_its_limit():
     assert [bulkhead.try_acquire() for _ in range(3)] == [True, True, False]
     bulkhead.release()
     assert bulkhead.try_acquire()
+
+
+class PooledConnection:
+    """What ConnectionRecycler sees of aiohttp's connection protocol."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def force_close(self) -> None:
+        self.closing = True
+
+
+def test_a_connection_is_retired_after_its_quota_of_requests():
+    recycler = ConnectionRecycler(max_requests=3, max_age=0)
+    first, second = PooledConnection(), PooledConnection()
+    for _ in range(2):
+        recycler.note_use(first)
+    recycler.note_use(second)
+    assert not first.closing
+    recycler.note_use(first)
+    assert first.closing
+    assert not second.closing
+
+
+def test_a_connection_is_retired_once_it_is_old_enough():
+    now = [100.0]
+    recycler = ConnectionRecycler(max_requests=0, max_age=60, clock=lambda: now[0])
+    connection = PooledConnection()
+    recycler.note_use(connection)
+    now[0] += 59
+    recycler.note_use(connection)
+    assert not connection.closing
+    now[0] += 1
+    recycler.note_use(connection)
+    assert connection.closing
+
+
+def test_without_limits_connections_live_on():
+    recycler = ConnectionRecycler(max_requests=0, max_age=0)
+    connection = PooledConnection()
+    for _ in range(10_000):
+        recycler.note_use(connection)
+    assert not connection.closing
 
 
 def test_verified_tokens_are_remembered_until_they_expire(make_token, monkeypatch):
