@@ -98,6 +98,7 @@ class Settings:
     nginx_workers: str
     gateway_cmd: str | None
     gateway_env: dict[str, str]
+    catalog_timing: bool
     output: Path
 
 
@@ -109,6 +110,15 @@ class Target:
     url: str
     proxy_pgid: int | None
     skipped: str | None = None
+
+
+@dataclass
+class Catalog:
+    """The catalog instances under load: their process groups and, with --catalog-timing,
+    the access logs where gunicorn writes each request's service time."""
+
+    pgids: list[int]
+    access_logs: list[Path]
 
 
 @dataclass
@@ -124,6 +134,9 @@ class RunResult:
     proxy_busiest_worker_share: float | None
     backend_cpu_ms_per_request: float
     backend_busiest_worker_share: float | None
+    # With --catalog-timing: catalog's own time per request (gunicorn's %(D)s), from
+    # the request read to the response written; a proxy's extra load shows here.
+    backend_service_p50_ms: float | None = None
 
 
 @dataclass
@@ -138,6 +151,7 @@ class Summary:
     backend_cpu_ms_per_request: float | None
     backend_busiest_worker_share: float | None
     errors: int
+    backend_service_p50_ms: float | None = None
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -222,20 +236,35 @@ def run_wrk(
     )
 
 
+def log_sizes(paths: list[Path]) -> dict[Path, int]:
+    return {path: path.stat().st_size if path.exists() else 0 for path in paths}
+
+
+def service_p50_ms(since: dict[Path, int]) -> float | None:
+    """Median of the service times (µs, one per line) logged since the given sizes."""
+    times = []
+    for path, offset in since.items():
+        with path.open("rb") as log:
+            log.seek(offset)
+            times += [int(line) for line in log.read().split() if line.isdigit()]
+    return statistics.median(times) / 1000 if times else None
+
+
 def measure(
     settings: Settings,
     target: Target,
-    catalog_pgids: list[int],
+    catalog: Catalog,
     token: str,
     rate: float | None = None,
 ) -> RunResult:
     """Warm up, then one measured wrk run with CPU snapshots around it."""
     run_wrk(settings, target.url, token, settings.warmup, rate)
     proxy = [target.proxy_pgid] if target.proxy_pgid else []
-    catalog_before, proxy_before = group_cpu_seconds(catalog_pgids), group_cpu_seconds(proxy)
+    catalog_before, proxy_before = group_cpu_seconds(catalog.pgids), group_cpu_seconds(proxy)
+    logs_before = log_sizes(catalog.access_logs)
     report = run_wrk(settings, target.url, token, settings.duration, rate)
     proxy_delta = cpu_delta(proxy_before, group_cpu_seconds(proxy))
-    catalog_delta = cpu_delta(catalog_before, group_cpu_seconds(catalog_pgids))
+    catalog_delta = cpu_delta(catalog_before, group_cpu_seconds(catalog.pgids))
 
     requests = max(int(report["requests"]), 1)
     latency = report["latency_us"]
@@ -248,7 +277,8 @@ def measure(
         proxy_cpu_ms_per_request=sum(proxy_delta.values()) * 1000 / requests if proxy else None,
         proxy_busiest_worker_share=busiest_worker_share(proxy_delta, proxy) if proxy else None,
         backend_cpu_ms_per_request=sum(catalog_delta.values()) * 1000 / requests,
-        backend_busiest_worker_share=busiest_worker_share(catalog_delta, catalog_pgids),
+        backend_busiest_worker_share=busiest_worker_share(catalog_delta, catalog.pgids),
+        backend_service_p50_ms=service_p50_ms(logs_before) if catalog.access_logs else None,
     )
 
 
@@ -269,6 +299,7 @@ def summarize(target: Target, runs: list[RunResult]) -> Summary:
         backend_cpu_ms_per_request=backend_cpu,
         backend_busiest_worker_share=median([run.backend_busiest_worker_share for run in runs]),
         errors=sum(run.errors for run in runs),
+        backend_service_p50_ms=median([run.backend_service_p50_ms for run in runs]),
         rounds=[{key: _rounded(value) for key, value in asdict(run).items()} for run in runs],
     )
 
@@ -325,10 +356,16 @@ def start_catalog(
         metrics = workdir / f"prometheus-catalog-{instance}"
         # manage.py (migrate, seed) writes metrics there too, before gunicorn creates it.
         metrics.mkdir()
+        timing = {}
+        if settings.catalog_timing:
+            # Overrides the config file's access log: one line per request, its time in µs.
+            log = workdir / f"catalog-access-{instance}.log"
+            timing["GUNICORN_CMD_ARGS"] = f"--access-logfile {log} --access-logformat %(D)s"
         return {
             "ACCESS_LOG": "false",
             "WEB_CONCURRENCY": str(settings.catalog_workers if one_arbiter else 1),
             "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            **timing,
         }
 
     catalog = launcher.start(
@@ -546,9 +583,11 @@ def print_table(
                 else ""
             )
             flag = "  SHORT OF RATE" if run["rps"] < 0.95 * half["rate"] else ""
+            service = run["backend_service_p50_ms"]
+            own = f"  catalog's own p50 {service:.2f} ms" if service is not None else ""
             print(
                 f"  {name:<8} {run['p50_ms']:7.2f} ms  p99 {run['p99_ms']:7.2f} ms  "
-                f"({run['rps']:.0f} req/s){extra}{flag}"
+                f"({run['rps']:.0f} req/s){extra}{own}{flag}"
             )
 
 
@@ -556,6 +595,8 @@ def _round_line(label: str, run: RunResult, paced: bool = False) -> str:
     line = f"{label:<8} {run.rps:8.1f} req/s  p50 {run.p50_ms:7.2f} ms  p99 {run.p99_ms:7.2f} ms"
     if run.errors:
         line += f"  {run.errors} errors"
+    if run.backend_service_p50_ms is not None:
+        line += f"  (catalog's own p50 {run.backend_service_p50_ms:.2f} ms)"
     share = run.backend_busiest_worker_share
     # Below saturation one worker may well serve most requests: only a full-speed run suffers.
     if not paced and share is not None and share > UNBALANCED_SHARE:
@@ -576,6 +617,12 @@ def bench(
     print("Starting catalog (seeded), users and gateway...", flush=True)
     catalog = start_catalog(settings, launcher, workdir, siblings, verifier)
     catalog_pgids = [_pid(catalog), *(_pid(sibling) for sibling in siblings)]
+    catalog_processes = Catalog(
+        pgids=catalog_pgids,
+        access_logs=[workdir / f"catalog-access-{n}.log" for n in range(len(catalog_pgids))]
+        if settings.catalog_timing
+        else [],
+    )
     users = launcher.start("users", env={"ACCESS_LOG": "false", **verifier})
     gateway_metrics = workdir / "prometheus-gateway"
     gateway_metrics.mkdir()
@@ -623,7 +670,7 @@ def bench(
         runs: dict[str, list[RunResult]] = {target.name: [] for target in active}
         for round_number in range(1, settings.rounds + 1):
             for target in active:
-                run = measure(settings, target, catalog_pgids, token)
+                run = measure(settings, target, catalog_processes, token)
                 runs[target.name].append(run)
                 print(f"round {round_number}/{settings.rounds} {_round_line(target.name, run)}")
         results: dict[str, Summary | None] = dict.fromkeys(TARGETS)
@@ -633,7 +680,7 @@ def bench(
         half = None
         direct = results["direct"]
         if settings.half_rate and direct is not None:
-            half = half_rate_runs(settings, active, catalog_pgids, token, direct.rps / 2)
+            half = half_rate_runs(settings, active, catalog_processes, token, direct.rps / 2)
 
     skipped = {target.name: target.skipped for target in targets if target.skipped}
     print_table(results, skipped, half)
@@ -660,19 +707,20 @@ def bench(
             "gateway_cmd": _command_line(_pid(gateway)),
             "gateway_workers": settings.gateway_workers,
             "gateway_env": settings.gateway_env,
+            "catalog_timing": settings.catalog_timing,
             "nginx_workers": settings.nginx_workers,
         },
     }
 
 
 def half_rate_runs(
-    settings: Settings, active: list[Target], catalog_pgids: list[int], token: str, rate: float
+    settings: Settings, active: list[Target], catalog: Catalog, token: str, rate: float
 ) -> dict[str, Any]:
     print(f"Paced rounds at {rate:.0f} req/s (half the direct maximum)...", flush=True)
     runs: dict[str, list[RunResult]] = {target.name: [] for target in active}
     for round_number in range(1, settings.rounds + 1):
         for target in active:
-            run = measure(settings, target, catalog_pgids, token, rate)
+            run = measure(settings, target, catalog, token, rate)
             runs[target.name].append(run)
             line = _round_line(target.name, run, paced=True)
             print(f"paced {round_number}/{settings.rounds} {line}")
@@ -744,6 +792,13 @@ def parse_args() -> Settings:
         metavar="NAME=VALUE",
         help="extra environment for the gateway, e.g. GATEWAY_SCHED_SLICE_US=0 (repeatable)",
     )
+    parser.add_argument(
+        "--catalog-timing",
+        action="store_true",
+        help="log catalog's own service time per request (gunicorn access log, %%(D)s) and "
+        "report its median per run: shows how much of a proxy's added latency is the "
+        "upstream slowed down by the proxy's load on shared cores",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
     args = parser.parse_args()
     return Settings(
@@ -759,6 +814,7 @@ def parse_args() -> Settings:
         nginx_workers=args.nginx_workers,
         gateway_cmd=args.gateway_cmd,
         gateway_env=dict(item.split("=", 1) for item in args.gateway_env),
+        catalog_timing=args.catalog_timing,
         output=args.output,
     )
 
