@@ -47,7 +47,7 @@ GATEWAY = {
     "BULKHEAD_LIMIT": env.int("GATEWAY_BULKHEAD_LIMIT", default=100),
     "BREAKER_FAIL_MAX": env.int("GATEWAY_BREAKER_FAIL_MAX", default=5),
     "BREAKER_RESET_TIMEOUT": env.float("GATEWAY_BREAKER_RESET_TIMEOUT", default=10.0),
-    # Pooled upstream connections are closed after this many answers or seconds,
+    # Pooled upstream connections are closed after this many requests or seconds,
     # so that per-connection balancing (a Kubernetes Service) spreads them afresh.
     "UPSTREAM_MAX_REQUESTS": env.int("GATEWAY_UPSTREAM_MAX_REQUESTS", default=1000),
     "UPSTREAM_MAX_AGE_SECONDS": env.float("GATEWAY_UPSTREAM_MAX_AGE_SECONDS", default=60.0),
