@@ -223,7 +223,7 @@ def test_headers_are_forwarded_without_hop_by_hop_ones(stack):
     assert response.headers["x-echo"] == "yes"  # upstream response headers come back
 
 
-def test_the_gateway_adds_no_content_negotiation_of_its_own(stack):
+def test_the_gateway_adds_no_headers_of_its_http_clients_own(stack):
     token, _ = customer_token(stack)
     # A raw request: httpx, like most clients, would send Accept and Accept-Encoding itself.
     host, port = stack.gateway.url.removeprefix("http://").split(":")
@@ -241,6 +241,19 @@ def test_the_gateway_adds_no_content_negotiation_of_its_own(stack):
     # Else an upstream that compresses would answer gzip to a client that never asked for it.
     assert "accept-encoding" not in sent
     assert "accept" not in sent
+
+    # Nor a Content-Type the client did not send (aiohttp's default is application/octet-stream).
+    posted = httpx.post(
+        stack.url("/api/orders/echo/negotiation/"), content=b"raw bytes", headers=bearer(token)
+    )
+    assert posted.json()["body"] == "raw bytes"
+    assert "content-type" not in posted.json()["headers"]
+    typed = httpx.post(
+        stack.url("/api/orders/echo/negotiation/"),
+        content=b"a,b\n1,2\n",
+        headers={**bearer(token), "Content-Type": "text/csv; charset=utf-8"},
+    )
+    assert typed.json()["headers"]["content-type"] == "text/csv; charset=utf-8"
 
 
 def test_pooled_upstream_connections_are_retired_after_their_quota_of_requests(stack):

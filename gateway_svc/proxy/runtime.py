@@ -78,10 +78,10 @@ class Runtime:
             ),
             auto_decompress=False,  # relay bytes as they are; Content-Encoding passes through
             cookie_jar=aiohttp.DummyCookieJar(),  # a proxy keeps no cookies
-            # A proxy sends what the client sent: no User-Agent, Accept or Accept-Encoding
-            # of aiohttp's own (with them, an upstream that compresses would answer gzip
-            # to a client that never asked for it).
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
+            # A proxy sends what the client sent: none of aiohttp's own defaults (with them,
+            # an upstream that compresses would answer gzip to a client that never asked
+            # for it, and a body without a type would become application/octet-stream).
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
         )
         for name in self.routes:
             self.upstreams[name] = Upstream(
