@@ -269,6 +269,31 @@ def test_pooled_upstream_connections_are_retired_after_their_quota_of_requests(s
     assert len(set(ports)) >= 3
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from a /metrics page, 0 when it is not there yet."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(wanted)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_proxied_requests_are_counted_and_timed_on_metrics(stack):
+    before = httpx.get(stack.url("/metrics")).text
+    for _ in range(3):
+        assert httpx.get(stack.url("/api/catalog/products/")).status_code == 200
+    after = httpx.get(stack.url("/metrics")).text
+
+    def grew(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert grew("gateway_proxied_requests_total", status="200", upstream="catalog") == 3
+    assert grew("gateway_proxied_request_duration_seconds_count", upstream="catalog") == 3
+    assert grew("gateway_proxied_request_duration_seconds_sum", upstream="catalog") > 0
+    within_timeout = grew(
+        "gateway_proxied_request_duration_seconds_bucket", le="10.0", upstream="catalog"
+    )
+    assert within_timeout == 3
+
+
 def test_a_request_id_is_made_when_the_client_sends_none(stack):
     token, _ = customer_token(stack)
     response = httpx.get(stack.url("/api/orders/echo/id/"), headers=bearer(token))

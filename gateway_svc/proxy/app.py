@@ -345,6 +345,7 @@ class GatewayApp:
         except ClientDisconnected:
             status = 499
         finally:
+            elapsed = time.perf_counter() - started
             if runtime.access_log:
                 access_logger.info(
                     "%s %s %s",
@@ -360,10 +361,10 @@ class GatewayApp:
                         "upstream": upstream_name,
                         "instance": instance_id,
                         "client": client_ip,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
-            runtime.count(upstream_name, status)
+            runtime.record(upstream_name, status, elapsed)
 
     @staticmethod
     def upstream_headers(

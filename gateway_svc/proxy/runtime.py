@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 from django.conf import settings
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -24,6 +24,13 @@ proxied_requests = Counter(
     "gateway_proxied_requests_total",
     "Requests the gateway proxied, by upstream service and status code.",
     ["upstream", "status"],
+)
+proxied_request_seconds = Histogram(
+    "gateway_proxied_request_duration_seconds",
+    "Time from a proxied request's arrival to its answer sent (or the failure), "
+    "by upstream service.",
+    ["upstream"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
 
@@ -52,6 +59,7 @@ class Runtime:
         self.session: aiohttp.ClientSession | None = None
         self.composer: Any = None
         self._counters: dict[tuple[str, int], Any] = {}
+        self._timers: dict[str, Any] = {}
         self._redis_async: Any = None
 
     async def start(self) -> None:
@@ -115,12 +123,17 @@ class Runtime:
         client = scope.get("client")
         return client[0] if client else "-"
 
-    def count(self, upstream: str, status: int) -> None:
+    def record(self, upstream: str, status: int, seconds: float) -> None:
+        """Count a proxied request and time it, in /metrics."""
         counter = self._counters.get((upstream, status))
         if counter is None:
             counter = proxied_requests.labels(upstream=upstream, status=str(status))
             self._counters[(upstream, status)] = counter
         counter.inc()
+        timer = self._timers.get(upstream)
+        if timer is None:
+            timer = self._timers[upstream] = proxied_request_seconds.labels(upstream=upstream)
+        timer.observe(seconds)
 
     def status(self) -> dict[str, Any]:
         """Breakers and bulkheads as they stand, for /internal/status/ and gateway_status."""
