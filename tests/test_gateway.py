@@ -276,6 +276,10 @@ def metric(text: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def metric_growth(before: str, after: str, name: str, **labels: str) -> float:
+    return metric(after, name, **labels) - metric(before, name, **labels)
+
+
 def test_proxied_requests_are_counted_and_timed_on_metrics(stack):
     before = httpx.get(stack.url("/metrics")).text
     for _ in range(3):
@@ -283,7 +287,7 @@ def test_proxied_requests_are_counted_and_timed_on_metrics(stack):
     after = httpx.get(stack.url("/metrics")).text
 
     def grew(name: str, **labels: str) -> float:
-        return metric(after, name, **labels) - metric(before, name, **labels)
+        return metric_growth(before, after, name, **labels)
 
     assert grew("gateway_proxied_requests_total", status="200", upstream="catalog") == 3
     assert grew("gateway_proxied_request_duration_seconds_count", upstream="catalog") == 3
@@ -419,10 +423,33 @@ def test_order_details_join_the_order_its_products_and_the_customer(stack):
     assert sent.headers["authorization"] == f"Bearer {token}"  # orders decides who may see it
 
 
-def test_order_details_of_an_unknown_order_is_404(stack):
+def test_order_details_of_an_unknown_order_is_404_logged_and_counted(stack):
     token, _ = customer_token(stack)
-    response = httpx.get(stack.url("/api/orders/nope/details/"), headers=bearer(token))
+    before = httpx.get(stack.url("/metrics")).text
+    request_id = f"details-{uuid.uuid4().hex}"
+    response = httpx.get(
+        stack.url("/api/orders/nope/details/"),
+        headers={**bearer(token), "X-Request-ID": request_id},
+    )
     assert response.status_code == 404
+    assert response.headers["x-request-id"] == request_id
+
+    # Like every proxied request: an access line with the request id, and the metrics.
+    lines = [
+        json.loads(line)
+        for line in stack.gateway.log_path.read_text().splitlines()
+        if request_id in line and line.startswith("{")
+    ]
+    access = [line for line in lines if line.get("logger") == "gateway.access"]
+    assert len(access) == 1
+    assert access[0]["status"] == 404
+    assert access[0]["upstream"] == "composition"
+    assert access[0]["path"] == "/api/orders/nope/details/"
+    after = httpx.get(stack.url("/metrics")).text
+    counted = metric_growth(
+        before, after, "gateway_proxied_requests_total", status="404", upstream="composition"
+    )
+    assert counted == 1
 
 
 def test_one_document_describes_the_whole_system_and_follows_changes(stack):

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from common.auth import InvalidToken, VerifiedTokens
-from common.observability import trace_continue, trace_id
+from common.observability import trace_continue
 from common.problems import problem
 from proxy.ratelimit import Decision
 from proxy.routes import Route
@@ -33,7 +33,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-access_logger = logging.getLogger("gateway.access")
 logger = logging.getLogger(__name__)
 
 # RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
@@ -63,6 +62,15 @@ _REPLACED_UPSTREAM = frozenset(
     }
 )
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id_accept(client_value: bytes | None) -> bytes:
+    """The client's X-Request-ID when it is well-formed, else a new one."""
+    if client_value is None or not _VALID_REQUEST_ID.match(client_value):
+        return os.urandom(16).hex().encode()
+    return client_value
+
+
 _SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
 _PROBLEM = b"application/problem+json"
 
@@ -256,8 +264,7 @@ class GatewayApp:
                 traceparent = value.decode("latin-1")
             elif name == b"connection":
                 connection_tokens = tuple(t.strip().lower() for t in value.split(b","))
-        if request_id is None or not _VALID_REQUEST_ID.match(request_id):
-            request_id = os.urandom(16).hex().encode()
+        request_id = request_id_accept(request_id)
         # The gateway's hop of the client's trace, or the start of a new one.
         traceparent = trace_continue(traceparent)
         client_ip = runtime.client_ip(scope, forwarded_for)
@@ -345,26 +352,16 @@ class GatewayApp:
         except ClientDisconnected:
             status = 499
         finally:
-            elapsed = time.perf_counter() - started
-            if runtime.access_log:
-                access_logger.info(
-                    "%s %s %s",
-                    method,
-                    scope["path"],
-                    status,
-                    extra={
-                        "request_id": request_id.decode("latin-1"),
-                        "trace_id": trace_id(traceparent),
-                        "method": method,
-                        "path": scope["path"],
-                        "status": status,
-                        "upstream": upstream_name,
-                        "instance": instance_id,
-                        "client": client_ip,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
-            runtime.record(upstream_name, status, elapsed)
+            runtime.request_done(
+                scope,
+                status=status,
+                request_id=request_id,
+                traceparent=traceparent,
+                upstream=upstream_name,
+                instance=instance_id,
+                client=client_ip,
+                started=started,
+            )
 
     @staticmethod
     def upstream_headers(

@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
+import time
 from typing import TYPE_CHECKING, Any
 
 from common.observability import trace_continue
 from identity.clients import service_token
-from proxy.app import send_json, send_problem, send_rate_limited, send_upstream_error
+from proxy.app import (
+    request_id_accept,
+    send_json,
+    send_problem,
+    send_rate_limited,
+    send_upstream_error,
+)
 from proxy.upstreams import UpstreamError
 
 if TYPE_CHECKING:
@@ -63,10 +69,36 @@ class OrderDetailsComposer:
         return body, None
 
     async def handle(self, app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id") or os.urandom(16).hex().encode()
+        request_id = request_id_accept(headers.get(b"x-request-id"))
         incoming_trace = headers.get(b"traceparent")
         traceparent = trace_continue(incoming_trace.decode("latin-1") if incoming_trace else None)
+        status = 500
+        try:
+            status = await self.answer(app, scope, send, headers, request_id, traceparent)
+        finally:
+            self.runtime.request_done(
+                scope,
+                status=status,
+                request_id=request_id,
+                traceparent=traceparent,
+                upstream="composition",
+                instance="-",
+                client=self.runtime.client_ip(scope, headers.get(b"x-forwarded-for")),
+                started=started,
+            )
+
+    async def answer(
+        self,
+        app: GatewayApp,
+        scope: Scope,
+        send: Send,
+        headers: dict[bytes, bytes],
+        request_id: bytes,
+        traceparent: str,
+    ) -> int:
+        """Send the composed answer (or a problem); return its status."""
         if scope["method"] != "GET":
             await send_problem(
                 send,
@@ -77,7 +109,7 @@ class OrderDetailsComposer:
                 request_id=request_id,
                 headers=[(b"allow", b"GET")],
             )
-            return
+            return 405
         claims, error = app.authenticate(headers.get(b"authorization"))
         if claims is None:
             await send_problem(
@@ -89,13 +121,13 @@ class OrderDetailsComposer:
                 request_id=request_id,
                 headers=[(b"www-authenticate", b'Bearer realm="api"')],
             )
-            return
+            return 401
         decision = await self.runtime.limiter.hit(
             f"user:{claims['sub']}", self.runtime.routes["orders"].authenticated_rate
         )
         if not decision.allowed:
             await send_rate_limited(send, decision, request_id)
-            return
+            return 429
         order_id = _DETAILS.match(scope["path"]).group(1)  # type: ignore[union-attr]
         caller = [
             ("Authorization", headers[b"authorization"].decode("latin-1")),
@@ -107,13 +139,13 @@ class OrderDetailsComposer:
             status, order = await self.get_json("orders", f"/api/orders/{order_id}/", caller)
         except UpstreamError as upstream_error:
             await send_upstream_error(send, upstream_error, request_id)
-            return
+            return upstream_error.status
         if status != 200 or not isinstance(order, dict):
             problem_type = b"application/problem+json" if status >= 400 else b"application/json"
             await send_json(
                 send, status=status, body=order, request_id=request_id, content_type=problem_type
             )
-            return
+            return status
 
         lines = order.get("lines") or []
         product_ids = list(dict.fromkeys(str(line.get("product_id")) for line in lines))
@@ -145,6 +177,7 @@ class OrderDetailsComposer:
             "warnings": warnings,
         }
         await send_json(send, status=200, body=body, request_id=request_id)
+        return 200
 
 
 async def _missing(warning: str) -> tuple[None, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,11 +15,13 @@ from prometheus_client.registry import Collector
 
 from common.discovery import Discovery, discovery_from_settings
 from common.metrics import scrape_collector_register
+from common.observability import trace_id
 from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
 from proxy.routes import Route, routes_from_settings
 from proxy.upstreams import ConnectionRecycler, RecyclingConnector, Upstream
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("gateway.access")
 
 proxied_requests = Counter(
     "gateway_proxied_requests_total",
@@ -122,6 +125,41 @@ class Runtime:
             return chain[-min(self.num_proxies, len(chain))]
         client = scope.get("client")
         return client[0] if client else "-"
+
+    def request_done(
+        self,
+        scope: dict[str, Any],
+        *,
+        status: int,
+        request_id: bytes,
+        traceparent: str,
+        upstream: str,
+        instance: str,
+        client: str,
+        started: float,
+    ) -> None:
+        """The access line (with the request id and trace) and the metrics of one request."""
+        elapsed = time.perf_counter() - started
+        if self.access_log:
+            method, path = scope["method"], scope["path"]
+            access_logger.info(
+                "%s %s %s",
+                method,
+                path,
+                status,
+                extra={
+                    "request_id": request_id.decode("latin-1"),
+                    "trace_id": trace_id(traceparent),
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "upstream": upstream,
+                    "instance": instance,
+                    "client": client,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+        self.record(upstream, status, elapsed)
 
     def record(self, upstream: str, status: int, seconds: float) -> None:
         """Count a proxied request and time it, in /metrics."""
