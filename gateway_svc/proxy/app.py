@@ -19,11 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
 from common.auth import InvalidToken, VerifiedTokens
 from common.observability import trace_continue
 from common.problems import problem
+from proxy import client
 from proxy.ratelimit import Decision
 from proxy.routes import Route
 from proxy.runtime import Runtime, runtime_from_settings
@@ -336,7 +335,7 @@ class GatewayApp:
                 target += b"?" + scope["query_string"]
             try:
                 relay = await runtime.upstreams[route.service].send(
-                    route, method, target, headers, body, runtime.timeouts[route.service]
+                    route, method, target, headers, body
                 )
             except UpstreamError as error:
                 status = error.status
@@ -402,8 +401,8 @@ class GatewayApp:
         started = False
         try:
             connection_tokens = {
-                token.strip().lower().encode()
-                for token in response.headers.get("Connection", "").split(",")
+                token.strip().lower()
+                for token in (response.header(b"connection") or b"").split(b",")
             }
             headers = [
                 (name, value)
@@ -425,12 +424,12 @@ class GatewayApp:
                 return
             started = True
             await send(start)
-            async for chunk in response.content.iter_chunked(65_536):
+            async for chunk in response.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except (TimeoutError, aiohttp.ClientError) as error:
+        except client.ClientError as error:
             if not started:
-                if isinstance(error, asyncio.TimeoutError):
+                if isinstance(error, client.ReadTimeout):
                     raise UpstreamTimeout("The upstream stopped answering mid-response.") from error
                 raise UpstreamUnreachable("The upstream broke off its answer.") from error
             logger.warning("Upstream %s failed while its body was relayed", relay.instance.id)

@@ -45,7 +45,7 @@ class OrderDetailsComposer:
         """Status and parsed body of a GET to one upstream (breakers, retries and all)."""
         route = self.runtime.routes[service]
         relay = await self.runtime.upstreams[service].send(
-            route, "GET", target.encode(), headers, b"", self.runtime.timeouts[service]
+            route, "GET", target.encode(), headers, b""
         )
         try:
             raw = await relay.response.read()

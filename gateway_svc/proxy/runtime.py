@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 from django.conf import settings
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -16,9 +15,10 @@ from prometheus_client.registry import Collector
 from common.discovery import Discovery, discovery_from_settings
 from common.metrics import scrape_collector_register
 from common.observability import trace_id
+from proxy.client import UpstreamClient
 from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
 from proxy.routes import Route, routes_from_settings
-from proxy.upstreams import ConnectionRecycler, RecyclingConnector, Upstream
+from proxy.upstreams import Upstream
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("gateway.access")
@@ -51,15 +51,9 @@ class Runtime:
         self.config = config
         self.num_proxies = num_proxies
         self.access_log: bool = config["ACCESS_LOG"]
-        self.timeouts = {
-            name: aiohttp.ClientTimeout(
-                total=None, connect=route.connect_timeout, sock_read=route.read_timeout
-            )
-            for name, route in routes.items()
-        }
         self.upstreams: dict[str, Upstream] = {}
         self.limiter: LocalRateLimiter | RedisRateLimiter = LocalRateLimiter()
-        self.session: aiohttp.ClientSession | None = None
+        self.http: UpstreamClient | None = None
         self.composer: Any = None
         self._counters: dict[tuple[str, int], Any] = {}
         self._timers: dict[str, Any] = {}
@@ -77,28 +71,16 @@ class Runtime:
             self.limiter = RedisRateLimiter(self._redis_async, prefix=self.config["REDIS_PREFIX"])
             # pybreaker's Redis storage is synchronous and wants raw bytes.
             redis_sync = redis.Redis.from_url(redis_url, decode_responses=False, socket_timeout=0.5)
-        self.session = aiohttp.ClientSession(
-            connector=RecyclingConnector(
-                ConnectionRecycler(
-                    max_requests=self.config["UPSTREAM_MAX_REQUESTS"],
-                    max_age=self.config["UPSTREAM_MAX_AGE_SECONDS"],
-                ),
-                limit=0,  # the bulkheads bound concurrency, per upstream
-                keepalive_timeout=30,
-                ttl_dns_cache=10,
-            ),
-            auto_decompress=False,  # relay bytes as they are; Content-Encoding passes through
-            cookie_jar=aiohttp.DummyCookieJar(),  # a proxy keeps no cookies
-            # A proxy sends what the client sent: none of aiohttp's own defaults (with them,
-            # an upstream that compresses would answer gzip to a client that never asked
-            # for it, and a body without a type would become application/octet-stream).
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+        self.http = UpstreamClient(
+            keepalive_timeout=30.0,
+            max_requests=self.config["UPSTREAM_MAX_REQUESTS"],
+            max_age=self.config["UPSTREAM_MAX_AGE_SECONDS"],
         )
         for name in self.routes:
             self.upstreams[name] = Upstream(
                 name,
                 discovery=self.discovery,
-                session=self.session,
+                http=self.http,
                 bulkhead_limit=self.config["BULKHEAD_LIMIT"],
                 breaker_fail_max=self.config["BREAKER_FAIL_MAX"],
                 breaker_reset_timeout=self.config["BREAKER_RESET_TIMEOUT"],
@@ -113,8 +95,8 @@ class Runtime:
 
     async def stop(self) -> None:
         self.discovery.stop()
-        if self.session is not None:
-            await self.session.close()
+        if self.http is not None:
+            self.http.close()
         if self._redis_async is not None:
             await self._redis_async.aclose()
 

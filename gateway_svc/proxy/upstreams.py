@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import aiohttp
-from yarl import URL
+from urllib.parse import urlsplit
 
 from common.discovery import Discovery, Instance
+from proxy import client
 from proxy.resilience import Bulkhead, InstanceBreaker
 from proxy.routes import IDEMPOTENT_METHODS, Route
 
@@ -70,67 +67,13 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamResponse:
     """An upstream answer being relayed; ``close()`` frees the connection and the bulkhead slot."""
 
-    response: aiohttp.ClientResponse
+    response: client.Response
     instance: Instance
     _release: Callable[[], None]
 
     def close(self) -> None:
         self.response.release()
         self._release()
-
-
-class ConnectionRecycler:
-    """Retires pooled upstream connections after ``max_requests`` requests or ``max_age`` seconds.
-
-    Where one address balances per connection (a Kubernetes Service, ports
-    shared through SO_REUSEPORT), each pooled keep-alive connection stays with
-    the instance it first reached: the split of the pool when it filled decides
-    every instance's share for as long as the pool lives, and an instance added
-    later gets none. Retired connections are closed after their answer is
-    complete, never mid-request; new ones are balanced afresh. The same knobs as
-    nginx's ``keepalive_requests``/``keepalive_time`` and Envoy's
-    ``max_requests_per_connection``/``max_connection_duration``. 0 turns a limit off.
-    """
-
-    def __init__(
-        self,
-        max_requests: int,
-        max_age: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_requests = max_requests
-        self.max_age = max_age
-        self._clock = clock
-        # protocol -> [first seen, requests]; an entry goes with its connection.
-        self._seen: weakref.WeakKeyDictionary[Any, list[float]] = weakref.WeakKeyDictionary()
-
-    def note_use(self, protocol: Any) -> None:
-        """Count one request on the connection; at a limit, close it once its answer is read."""
-        if protocol is None or not (self.max_requests or self.max_age):
-            return
-        now = self._clock()
-        record = self._seen.get(protocol)
-        if record is None:
-            record = self._seen[protocol] = [now, 0]
-        record[1] += 1
-        if (self.max_requests and record[1] >= self.max_requests) or (
-            self.max_age and now - record[0] >= self.max_age
-        ):
-            # aiohttp closes a connection marked so when it is released, instead of pooling it.
-            protocol.force_close()
-
-
-class RecyclingConnector(aiohttp.TCPConnector):
-    """aiohttp's TCP connector, with every connection it hands out counted by a recycler."""
-
-    def __init__(self, recycler: ConnectionRecycler, **options: Any) -> None:
-        super().__init__(**options)
-        self.recycler = recycler
-
-    async def connect(self, req: Any, traces: Any, timeout: Any) -> aiohttp.connector.Connection:
-        connection = await super().connect(req, traces, timeout)
-        self.recycler.note_use(connection.protocol)
-        return connection
 
 
 def backoff_delay(attempt: int, *, base: float = 0.05, cap: float = 1.0) -> float:
@@ -144,7 +87,7 @@ class Upstream:
         service: str,
         *,
         discovery: Discovery,
-        session: aiohttp.ClientSession,
+        http: client.UpstreamClient,
         bulkhead_limit: int,
         breaker_fail_max: int,
         breaker_reset_timeout: float,
@@ -153,7 +96,7 @@ class Upstream:
     ) -> None:
         self.service = service
         self.discovery = discovery
-        self.session = session
+        self.http = http
         self.bulkhead = Bulkhead(bulkhead_limit)
         self.breakers: dict[str, InstanceBreaker] = {}
         self._breaker_options = {
@@ -199,7 +142,6 @@ class Upstream:
         target: bytes,
         headers: list[tuple[str, str]],
         body: bytes,
-        timeout: aiohttp.ClientTimeout,
     ) -> UpstreamResponse:
         """Send the request; retry idempotent ones on another instance after a connection error
         or a 502/503/504. A POST is sent exactly once."""
@@ -220,27 +162,32 @@ class Upstream:
                 raise BulkheadFull(
                     f"Too many requests in flight to the {self.service} service.", retry_after=1
                 )
-            url = URL(instance.url + target.decode("latin-1"), encoded=True)
+            address = urlsplit(instance.url)
             try:
-                response = await self.session.request(
+                response = await self.http.request(
                     method,
-                    url,
-                    headers=headers,
-                    data=body or None,
-                    timeout=timeout,
-                    allow_redirects=False,
+                    address.hostname or "127.0.0.1",
+                    address.port or 80,
+                    target,
+                    headers,
+                    body,
+                    connect_timeout=route.connect_timeout,
+                    read_timeout=route.read_timeout,
                 )
-            except (TimeoutError, aiohttp.SocketTimeoutError) as error:
-                # Read timeouts are not retried: the upstream may still be working on it.
+            except client.ReadTimeout as error:
+                # Not retried: the upstream may still be working on it.
                 breaker.record(ok=False)
                 self.bulkhead.release()
-                if isinstance(error, aiohttp.ConnectionTimeoutError):
-                    failure = UpstreamUnreachable(f"Connecting to {self.service} timed out.")
-                    continue
                 raise UpstreamTimeout(
                     f"The {self.service} service did not answer within {route.read_timeout:g} s."
                 ) from error
-            except aiohttp.ClientError as error:
+            except client.ConnectTimeout as error:
+                breaker.record(ok=False)
+                self.bulkhead.release()
+                failure = UpstreamUnreachable(f"Connecting to {self.service} timed out.")
+                failure.__cause__ = error
+                continue
+            except client.ClientError as error:
                 breaker.record(ok=False)
                 self.bulkhead.release()
                 failure = UpstreamUnreachable(f"The {self.service} service could not be reached.")

@@ -9,11 +9,11 @@ import common.auth
 from common.auth import VerifiedTokens
 from common.testing.tokens import *  # noqa: F403 - make_token for the verifier
 from proxy.app import GatewayApp
+from proxy.client import should_retire
 from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
 from proxy.resilience import Bulkhead, InstanceBreaker
 from proxy.routes import Rate, Route, routes_from_settings
-from proxy.upstreams import ConnectionRecycler
 
 
 @pytest.mark.parametrize(
@@ -110,47 +110,18 @@ def test_the_bulkhead_refuses_past_its_limit():
     assert bulkhead.try_acquire()
 
 
-class PooledConnection:
-    """What ConnectionRecycler sees of aiohttp's connection protocol."""
-
-    def __init__(self) -> None:
-        self.closing = False
-
-    def force_close(self) -> None:
-        self.closing = True
-
-
 def test_a_connection_is_retired_after_its_quota_of_requests():
-    recycler = ConnectionRecycler(max_requests=3, max_age=0)
-    first, second = PooledConnection(), PooledConnection()
-    for _ in range(2):
-        recycler.note_use(first)
-    recycler.note_use(second)
-    assert not first.closing
-    recycler.note_use(first)
-    assert first.closing
-    assert not second.closing
+    assert not should_retire(2, 100.0, 100.0, max_requests=3, max_age=0)
+    assert should_retire(3, 100.0, 100.0, max_requests=3, max_age=0)
 
 
 def test_a_connection_is_retired_once_it_is_old_enough():
-    now = [100.0]
-    recycler = ConnectionRecycler(max_requests=0, max_age=60, clock=lambda: now[0])
-    connection = PooledConnection()
-    recycler.note_use(connection)
-    now[0] += 59
-    recycler.note_use(connection)
-    assert not connection.closing
-    now[0] += 1
-    recycler.note_use(connection)
-    assert connection.closing
+    assert not should_retire(1, 100.0, 159.0, max_requests=0, max_age=60)
+    assert should_retire(1, 100.0, 160.0, max_requests=0, max_age=60)
 
 
 def test_without_limits_connections_live_on():
-    recycler = ConnectionRecycler(max_requests=0, max_age=0)
-    connection = PooledConnection()
-    for _ in range(10_000):
-        recycler.note_use(connection)
-    assert not connection.closing
+    assert not should_retire(10_000, 0.0, 1e9, max_requests=0, max_age=0)
 
 
 def test_verified_tokens_are_remembered_until_they_expire(make_token, monkeypatch):
