@@ -30,6 +30,8 @@ from collections.abc import AsyncIterator, Callable
 
 import httptools
 
+from proxy.routes import IDEMPOTENT_METHODS
+
 # Stop reading from an upstream while this much of its body waits to be relayed.
 _HIGH_WATER = 256 * 1024
 
@@ -288,16 +290,18 @@ class UpstreamClient:
         read_timeout: float,
     ) -> Response:
         """Send one request and return once the answer's head is in."""
-        lines = [f"{method} ".encode(), target, f" HTTP/1.1\r\nHost: {host}:{port}\r\n".encode()]
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
+        lines = [f"{method} ".encode(), target, f" HTTP/1.1\r\nHost: {authority}\r\n".encode()]
         lines += [f"{name}: {value}\r\n".encode("latin-1") for name, value in headers]
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}\r\n".encode())
         lines += [b"\r\n", body]
         data = b"".join(lines)
         key = (host, port)
-        idempotent = method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+        idempotent = method in IDEMPOTENT_METHODS
+        fresh_only = False
         while True:
-            connection, reused = self._pooled(key), True
+            connection, reused = (None if fresh_only else self._pooled(key)), True
             if connection is None:
                 connection, reused = await self._connect(host, port, connect_timeout), False
             connection.read_timeout = read_timeout
@@ -306,6 +310,7 @@ class UpstreamClient:
             except Disconnected:
                 # Closed by the upstream while idle: nothing was answered, try a fresh one.
                 if reused and idempotent and not connection.got_bytes:
+                    fresh_only = True
                     continue
                 raise
             except BaseException:  # a timeout, or the caller cancelled: the exchange is lost
