@@ -61,6 +61,8 @@ _REPLACED_UPSTREAM = frozenset(
     }
 )
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
+_PROBLEM = b"application/problem+json"
 
 
 def request_id_accept(client_value: bytes | None) -> bytes:
@@ -68,10 +70,6 @@ def request_id_accept(client_value: bytes | None) -> bytes:
     if client_value is None or not _VALID_REQUEST_ID.match(client_value):
         return os.urandom(16).hex().encode()
     return client_value
-
-
-_SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
-_PROBLEM = b"application/problem+json"
 
 
 class ClientDisconnected(Exception):
