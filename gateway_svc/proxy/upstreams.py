@@ -9,6 +9,7 @@ is ejected while its siblings serve.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import random
 from collections.abc import Callable
@@ -74,6 +75,13 @@ class UpstreamResponse:
     def close(self) -> None:
         self.response.release()
         self._release()
+
+
+@functools.lru_cache(maxsize=1024)
+def upstream_address(url: str) -> tuple[str, str, int]:
+    """Scheme, host and port of an instance's base URL (parsed once per URL)."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname or "", parts.port or 80
 
 
 def backoff_delay(attempt: int, *, base: float = 0.05, cap: float = 1.0) -> float:
@@ -158,16 +166,22 @@ class Upstream:
                     raise failure from None
                 raise
             tried.add(instance.id)
+            scheme, host, port = upstream_address(instance.url)
+            if scheme != "http":
+                # TLS ends at the edge; inside, the gateway's client speaks plain HTTP.
+                raise UpstreamUnreachable(
+                    f"The {self.service} service is registered at {instance.url}; "
+                    "the gateway reaches upstreams over http:// only."
+                )
             if not self.bulkhead.try_acquire():
                 raise BulkheadFull(
                     f"Too many requests in flight to the {self.service} service.", retry_after=1
                 )
-            address = urlsplit(instance.url)
             try:
                 response = await self.http.request(
                     method,
-                    address.hostname or "127.0.0.1",
-                    address.port or 80,
+                    host,
+                    port,
                     target,
                     headers,
                     body,

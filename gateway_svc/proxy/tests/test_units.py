@@ -7,13 +7,15 @@ import pytest
 
 import common.auth
 from common.auth import VerifiedTokens
+from common.discovery.static import StaticDiscovery
 from common.testing.tokens import *  # noqa: F403 - make_token for the verifier
 from proxy.app import GatewayApp
-from proxy.client import should_retire
+from proxy.client import UpstreamClient, should_retire
 from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
 from proxy.resilience import Bulkhead, InstanceBreaker
 from proxy.routes import Rate, Route, routes_from_settings
+from proxy.upstreams import Upstream, UpstreamUnreachable
 
 
 @pytest.mark.parametrize(
@@ -122,6 +124,21 @@ def test_a_connection_is_retired_once_it_is_old_enough():
 
 def test_without_limits_connections_live_on():
     assert not should_retire(10_000, 0.0, 1e9, max_requests=0, max_age=0)
+
+
+def test_an_https_upstream_is_refused_with_a_clear_error():
+    upstream = Upstream(
+        "catalog",
+        discovery=StaticDiscovery(urls={"catalog": ["https://catalog.example:8443"]}),
+        http=UpstreamClient(),
+        bulkhead_limit=10,
+        breaker_fail_max=5,
+        breaker_reset_timeout=10,
+    )
+    route = Route(service="catalog", prefix="/api/catalog/")
+    with pytest.raises(UpstreamUnreachable, match="http:// only"):
+        asyncio.run(upstream.send(route, "GET", b"/api/catalog/", [], b""))
+    assert upstream.bulkhead.in_flight == 0
 
 
 def test_verified_tokens_are_remembered_until_they_expire(make_token, monkeypatch):
