@@ -188,23 +188,20 @@ class Upstream:
                     connect_timeout=route.connect_timeout,
                     read_timeout=route.read_timeout,
                 )
-            except client.ReadTimeout as error:
-                # Not retried: the upstream may still be working on it.
-                breaker.record(ok=False)
-                self.bulkhead.release()
-                raise UpstreamTimeout(
-                    f"The {self.service} service did not answer within {route.read_timeout:g} s."
-                ) from error
-            except client.ConnectTimeout as error:
-                breaker.record(ok=False)
-                self.bulkhead.release()
-                failure = UpstreamUnreachable(f"Connecting to {self.service} timed out.")
-                failure.__cause__ = error
-                continue
             except client.ClientError as error:
                 breaker.record(ok=False)
                 self.bulkhead.release()
-                failure = UpstreamUnreachable(f"The {self.service} service could not be reached.")
+                if isinstance(error, client.ReadTimeout):
+                    # Not retried: the upstream may still be working on it.
+                    raise UpstreamTimeout(
+                        f"The {self.service} service did not answer within "
+                        f"{route.read_timeout:g} s."
+                    ) from error
+                failure = UpstreamUnreachable(
+                    f"Connecting to {self.service} timed out."
+                    if isinstance(error, client.ConnectTimeout)
+                    else f"The {self.service} service could not be reached."
+                )
                 failure.__cause__ = error
                 continue
             failed = response.status in RETRYABLE_STATUSES
