@@ -358,3 +358,13 @@ class Sidecar:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def terminate(self, *, timeout: float = 10) -> int:
+        """SIGTERM, then the exit status; a sidecar still running after ``timeout`` fails."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the sidecar still runs {timeout}s after SIGTERM; its log:\n{self.log()}"
+            ) from None

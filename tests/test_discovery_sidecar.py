@@ -5,7 +5,6 @@ only while its /ready/ passes, and leaves at once when it stops being ready
 or the sidecar is told to stop.
 """
 
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -75,9 +74,10 @@ def test_an_instance_is_registered_only_while_ready_and_leaves_on_sigterm(
     catalog.start()
     assert wait_until(sidecar.entry, timeout=TTL * 2), sidecar.log()
 
-    sidecar.process.send_signal(signal.SIGTERM)
-    assert sidecar.process.wait(timeout=10) == 0, sidecar.log()
+    assert sidecar.terminate() == 0, sidecar.log()
     assert sidecar.entry() is None
+    assert "SIGTERM received, stopping" in sidecar.log()
+    assert "deregistered (stopping)" in sidecar.log()
 
 
 def test_the_registration_survives_a_lost_lease_and_an_etcd_restart(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.events.broker import broker_connect, broker_connection, broker_errors
 from common.events.consumer import EventConsumer
+from common.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -60,16 +59,7 @@ class Command(BaseCommand):
                 f"{consumer.queue_name}."
             )
 
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            consumer.request_stop()
-
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
+        with stop_on_signals(consumer.request_stop, name="consume_events"):
             count = consumer.run(until_idle=idle if drain else None)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         if drain:
             self.stdout.write(f"handled {count} messages")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.events.relay import OutboxRelay, PublishFailed
+from common.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -55,14 +54,5 @@ class Command(BaseCommand):
             self.stdout.write(f"published {count} events")
             return
 
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            relay.request_stop()
-
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
+        with stop_on_signals(relay.request_stop, name="outbox_relay"):
             relay.run()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
-from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.discovery.registrar import ServiceRegistrar
+from common.shutdown import stop_on_signals
 
 
 class Command(BaseCommand):
@@ -80,15 +79,5 @@ class Command(BaseCommand):
         # httpx logs every request at INFO: one line per check would drown the state changes.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         stop = threading.Event()
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = {
-            sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
+        with stop_on_signals(stop.set, name="register_service"):
             registrar.run(stop)  # returns after revoking the lease: exit status 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)

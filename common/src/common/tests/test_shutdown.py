@@ -1,0 +1,56 @@
+"""stop_on_signals: a loop that spins in Event.wait() still stops on SIGTERM and SIGINT.
+
+Run in a child process: blocking signals in the test runner itself would
+change how every later test is stopped.
+"""
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# The loop spends nearly all its time inside Event.wait() holding the Event's
+# lock: the moment where a handler calling set() deadlocks the process (it did
+# in CI). The child says "looping" once the loop runs, so the signal lands in it.
+LOOP = textwrap.dedent(
+    """
+    import logging, threading
+    from common.shutdown import stop_on_signals
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop = threading.Event()
+    spins = 0
+    with stop_on_signals(stop.set, name="spinner"):
+        while not stop.is_set():
+            stop.wait(0)
+            spins += 1
+            if spins == 1000:
+                print("looping", flush=True)
+    print("stopped", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_loop_in_event_wait_stops_on_the_signal(stop_signal: signal.Signals) -> None:
+    for _ in range(5):  # the old handler deadlocked in about half the runs
+        child = subprocess.Popen(  # noqa: S603 - a fixed command line
+            [sys.executable, "-c", LOOP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "looping\n"
+            child.send_signal(stop_signal)
+            out, err = child.communicate(timeout=10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == 0, err
+        assert out == "stopped\n"
+        assert err == f"spinner: {stop_signal.name} received, stopping\n"
