@@ -32,16 +32,20 @@ def stop_on_signals(
     Meant for the main loop of a process: enter it in the main thread before
     any other thread starts (threads inherit the blocked signals, so none of
     them takes one by accident) and let the process end soon after it exits.
-    A second signal does nothing more; the loop is already stopping.
+    Later signals are taken too and only logged: the loop is already stopping,
+    and left pending they would end the process by signal once the block exits.
     """
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
 
-    def wait_for_signal() -> None:
+    def take_signals() -> None:
         received = signal.sigwait(signals)
         logger.info("%s: %s received, stopping", name, signal.Signals(received).name)
         request_stop()
+        while True:
+            received = signal.sigwait(signals)
+            logger.info("%s: %s received, already stopping", name, signal.Signals(received).name)
 
-    threading.Thread(target=wait_for_signal, name="stop-signals", daemon=True).start()
+    threading.Thread(target=take_signals, name="stop-signals", daemon=True).start()
     try:
         yield
     finally:

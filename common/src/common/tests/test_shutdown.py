@@ -54,3 +54,54 @@ def test_a_loop_in_event_wait_stops_on_the_signal(stop_signal: signal.Signals) -
         assert child.returncode == 0, err
         assert out == "stopped\n"
         assert err == f"spinner: {stop_signal.name} received, stopping\n"
+
+
+# Stops on the first signal, then stays in the block until the second one has
+# been taken (its log line) before it leaves and exits.
+TWICE = textwrap.dedent(
+    """
+    import logging, sys, threading
+    from common.shutdown import stop_on_signals
+
+    second = threading.Event()
+
+    class SecondSignal(logging.Handler):
+        def emit(self, record):
+            if "already stopping" in record.getMessage():
+                second.set()
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger().addHandler(SecondSignal())
+    stop = threading.Event()
+    with stop_on_signals(stop.set, name="twice"):
+        print("looping", flush=True)
+        stop.wait()
+        print("stopping", flush=True)
+        if not second.wait(10):
+            sys.exit("the second signal was not taken")
+    print("stopped", flush=True)
+    """
+)
+
+
+def test_a_second_signal_while_stopping_is_taken_and_does_not_kill_the_process() -> None:
+    child = subprocess.Popen(  # noqa: S603 - a fixed command line
+        [sys.executable, "-c", TWICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "looping\n"
+        child.send_signal(signal.SIGTERM)
+        assert child.stdout.readline() == "stopping\n"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert out == "stopped\n"
+    assert err.splitlines() == [
+        "twice: SIGTERM received, stopping",
+        "twice: SIGINT received, already stopping",
+    ]
