@@ -8,8 +8,25 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+
+
+@contextmanager
+def child_running(script: str) -> Iterator[subprocess.Popen[str]]:
+    """``python -c script`` with its output piped; killed if a test leaves it running."""
+    child = subprocess.Popen(  # noqa: S603 - a fixed command line
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
 
 # The loop spends nearly all its time inside Event.wait() holding the Event's
 # lock: the moment where a handler calling set() deadlocks the process (it did
@@ -36,21 +53,11 @@ LOOP = textwrap.dedent(
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_a_loop_in_event_wait_stops_on_the_signal(stop_signal: signal.Signals) -> None:
     for _ in range(5):  # the old handler deadlocked in about half the runs
-        child = subprocess.Popen(  # noqa: S603 - a fixed command line
-            [sys.executable, "-c", LOOP],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        with child_running(LOOP) as child:
             assert child.stdout is not None
             assert child.stdout.readline() == "looping\n"
             child.send_signal(stop_signal)
             out, err = child.communicate(timeout=10)
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
         assert child.returncode == 0, err
         assert out == "stopped\n"
         assert err == f"spinner: {stop_signal.name} received, stopping\n"
@@ -85,20 +92,13 @@ TWICE = textwrap.dedent(
 
 
 def test_a_second_signal_while_stopping_is_taken_and_does_not_kill_the_process() -> None:
-    child = subprocess.Popen(  # noqa: S603 - a fixed command line
-        [sys.executable, "-c", TWICE], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    with child_running(TWICE) as child:
         assert child.stdout is not None
         assert child.stdout.readline() == "looping\n"
         child.send_signal(signal.SIGTERM)
         assert child.stdout.readline() == "stopping\n"
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=10)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     assert child.returncode == 0, err
     assert out == "stopped\n"
     assert err.splitlines() == [
