@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common.filesystem_broker import transport_for
+
 # Local-only fallback; production settings refuse to start without SECRET_KEY.
 _LOCAL_SECRET_KEY = "local-insecure-key-do-not-use-in-production"
 
@@ -61,10 +63,14 @@ def database_config(*, env: environ.Env, service: str, var_dir: Path) -> dict[st
     return config
 
 
-def broker_config(*, env: environ.Env, var_dir: Path) -> tuple[str, dict[str, Any]]:
-    """The broker URL and kombu transport options (the filesystem folders when embedded)."""
+def broker_config(
+    *, env: environ.Env, var_dir: Path, service: str = ""
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The broker URL, the kombu transport class when it is not the URL's own (the
+    embedded one), and the transport options (the filesystem folders when embedded)."""
     url = env.str("BROKER_URL", default="filesystem://")
     options: dict[str, Any] = {}
+    transport = transport_for(url)
     if url.startswith("filesystem://"):
         broker_dir = Path(env.str("BROKER_FOLDER", default=str(var_dir / "broker")))
         queues = broker_dir / "queues"
@@ -81,8 +87,13 @@ def broker_config(*, env: environ.Env, var_dir: Path) -> tuple[str, dict[str, An
             "processed_folder": str(processed),
             "store_processed": False,
             "polling_interval": env.float("BROKER_POLLING_INTERVAL", default=0.01),
+            # A file in a queue that is not a readable message goes to the service's
+            # dead-letter queue (named as common.events.broker names it), with the reason.
+            "unreadable_queue": f"{env.str('QUEUE_PREFIX', default='')}{service}.events.dlq"
+            if service
+            else "unreadable.dlq",
         }
-    return url, options
+    return url, transport, options
 
 
 def jwt_config(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
@@ -224,7 +235,9 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
     allowed_hosts = env.list("ALLOWED_HOSTS", default=["*"] if local else [])
     if not allowed_hosts:
         raise ImproperlyConfigured(f"ALLOWED_HOSTS must be set when ENVIRONMENT={environment!r}.")
-    broker_url, broker_options = broker_config(env=env, var_dir=var_dir)
+    broker_url, broker_transport, broker_options = broker_config(
+        env=env, var_dir=var_dir, service=service
+    )
     database = database_config(env=env, service=service, var_dir=var_dir)
     log_level = env.str("LOG_LEVEL", default="INFO")
 
@@ -343,6 +356,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "JWT": jwt_config(env=env, var_dir=var_dir),
         "DISCOVERY": discovery_config(env=env),
         "CELERY_BROKER_URL": broker_url,
+        "CELERY_BROKER_TRANSPORT": broker_transport,
         "CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
         "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
         # QUEUE_PREFIX keeps deployments (or test runs) sharing one broker apart.

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings
 from kombu import Connection, Exchange, Queue, binding
 
+from common.filesystem_broker import transport_for
+
 # Long enough for a loaded broker, short enough that a relay holding row
 # locks, or a consumer about to ack, does not hang on a dead one.
 PUBLISH_TIMEOUT_SECONDS = 10.0
@@ -81,14 +83,16 @@ def broker_connection(
     ack (a nack or a lost connection raises), which is what lets the relay
     mark a row published and the consumer ack after dead-lettering. Other
     transports ignore the option; their publish returns once the message is
-    stored (the filesystem transport writes the file before returning).
+    stored (the filesystem transport renames the written file into its queue).
     """
     options = dict(
         settings.CELERY_BROKER_TRANSPORT_OPTIONS if transport_options is None else transport_options
     )
     options["confirm_publish"] = True
+    url = url or settings.CELERY_BROKER_URL
     return Connection(
-        url or settings.CELERY_BROKER_URL,
+        url,
+        transport=transport_for(url),
         transport_options=options,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         # No heartbeats: a handler may legitimately hold the thread (retry
@@ -117,8 +121,7 @@ class BrokerUnavailable(ConnectionError):
 
 
 def queue_sizes(names: list[str], *, connect_timeout: float = 2.0) -> dict[str, int]:
-    """Messages ready in each named queue; queues not declared yet are left out
-    (on RabbitMQ; the filesystem transport knows no such thing and says 0).
+    """Messages ready in each named queue; queues not declared yet are left out.
 
     A passive declare creates nothing. Raises ``BrokerUnavailable`` when the
     broker does not answer within ``connect_timeout`` (callers such as a

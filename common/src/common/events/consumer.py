@@ -21,11 +21,8 @@ A message that is not a valid event (not JSON, envelope fields missing, data
 against its schema, a type with no registered schema) is never retried and
 never dropped: it goes to the dead-letter queue at once with the reason.
 
-On the filesystem transport a message is only in the consumer's memory while
-it is handled: a consumer killed outright (SIGKILL) loses that one message,
-and one stopped mid-retry gives it back through the exchange, so other
-services bound to its type see it again (their inboxes ignore it). That
-broker is for local runs; RabbitMQ keeps unacknowledged messages itself.
+Unacknowledged messages go back to the queue when the consumer stops or dies,
+on RabbitMQ and on the embedded broker alike (``common.filesystem_broker``).
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ import logging
 import os
 import select
 import threading
-import time
 from typing import Any
 
 import psycopg2
@@ -146,7 +145,6 @@ class OutboxRelay:
         self._wake_r, self._wake_w = os.pipe()
         self._connection: Connection | None = None
         self._producer: Producer | None = None
-        self._last_file_ms = 0
         self._claim: str | None = None
 
     # --- broker ---------------------------------------------------------------
@@ -178,23 +176,6 @@ class OutboxRelay:
                 self._connection.release()
         self._connection = None
         self._producer = None
-
-    def _publish_in_order(self, producer: Producer, row: OutboxRecord) -> None:
-        """Publish; on the filesystem transport, never two messages in one millisecond.
-
-        That transport names message files by the millisecond and then a
-        random uuid, and consumers read them in name order: two messages of
-        one millisecond could swap places. Starting each publish in a
-        millisecond after the one the previous publish ended in keeps our
-        order (at most 1 ms per message, on the embedded broker only).
-        """
-        if not self.broker_url.startswith("filesystem:"):
-            self._publish(producer, row)
-            return
-        while round(time.monotonic() * 1000) <= self._last_file_ms:
-            time.sleep(0.0002)
-        self._publish(producer, row)
-        self._last_file_ms = round(time.monotonic() * 1000)
 
     def _publish(self, producer: Producer, row: OutboxRecord) -> None:
         envelope = row.outbox_envelope()
@@ -275,7 +256,7 @@ class OutboxRelay:
             rows = self._claimed_batch(rows_of, postgres=postgres)
             for row in rows:
                 try:
-                    self._publish_in_order(producer, row)
+                    self._publish(producer, row)
                 except Exception as exc:
                     failure = (row, exc)
                     break

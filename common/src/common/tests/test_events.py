@@ -43,6 +43,7 @@ from common.events.dlq import DeadLetterQueue
 from common.events.models import InboxMessage, OutboxMessage
 from common.events.outbox import outbox_model
 from common.events.relay import OutboxRelay, PublishFailed
+from common.filesystem_broker import transport_for
 from common.observability import traceparent_var
 from common.settings import broker_config
 from common.tests import event_handlers
@@ -63,7 +64,9 @@ class Broker:
     declared_queues: list[str] = field(default_factory=list)
 
     def connection(self) -> Connection:
-        return Connection(self.url, transport_options=self.options)
+        return Connection(
+            self.url, transport=transport_for(self.url), transport_options=self.options
+        )
 
     def observe(self) -> Observer:
         """A queue bound to every routing key of the test exchange."""
@@ -144,7 +147,8 @@ def filesystem_broker(monkeypatch: pytest.MonkeyPatch, folder: Any) -> tuple[str
     """The settings' own filesystem configuration, pointed at a test folder."""
     monkeypatch.setenv("BROKER_URL", "filesystem://")
     monkeypatch.setenv("BROKER_FOLDER", str(folder))
-    return broker_config(env=environ.Env(), var_dir=folder)
+    url, _, options = broker_config(env=environ.Env(), var_dir=folder)
+    return url, options
 
 
 def make_broker(kind: str, settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Broker:

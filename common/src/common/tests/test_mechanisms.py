@@ -70,6 +70,16 @@ def test_log_lines_are_json_with_service_and_request_id():
     assert (line["service"], line["request_id"], line["order_id"]) == ("catalog", "req-9", "o-1")
 
 
+def test_log_lines_name_the_process_under_supervisord(monkeypatch):
+    record = logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})
+
+    monkeypatch.delenv("SUPERVISOR_PROCESS_NAME", raising=False)
+    assert "process" not in json.loads(JsonFormatter().format(record))
+
+    monkeypatch.setenv("SUPERVISOR_PROCESS_NAME", "catalog_worker")
+    assert json.loads(JsonFormatter().format(record))["process"] == "catalog_worker"
+
+
 def env_with(monkeypatch, **values):
     for key in ("DATABASE_URL", "CATALOG_DATABASE_URL", "BROKER_URL", "SECRET_KEY", "ENVIRONMENT"):
         monkeypatch.delenv(key, raising=False)
@@ -98,8 +108,12 @@ def test_the_service_database_url_wins_over_the_shared_one(monkeypatch, tmp_path
 
 
 def test_embedded_broker_uses_shared_folders(monkeypatch, tmp_path):
-    url, options = broker_config(env=env_with(monkeypatch), var_dir=tmp_path)
+    url, transport, options = broker_config(
+        env=env_with(monkeypatch), var_dir=tmp_path, service="catalog"
+    )
     assert url == "filesystem://"
+    assert transport == "common.filesystem_broker:Transport"
+    assert options["unreadable_queue"] == "catalog.events.dlq"
     assert Path(options["control_folder"]).is_dir()
     assert options["data_folder_in"] == options["data_folder_out"]
     assert options["polling_interval"] == pytest.approx(0.01)
