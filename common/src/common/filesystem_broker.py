@@ -118,16 +118,32 @@ class _Owner:
         temporary.rename(self.lock_path)
         self.folder = root / "unacked" / self.name
 
+    def close(self) -> None:
+        self._lock.close()
+
 
 _owners: dict[Path, _Owner] = {}
 _owners_lock = threading.Lock()
 
 
+def _forget_owners_in_child() -> None:
+    """A forked child must not keep its parent's locks: they would outlive the parent."""
+    global _owners_lock
+    _owners_lock = threading.Lock()  # held by another thread at the fork, it would stay held
+    for owner in _owners.values():
+        with contextlib.suppress(OSError):
+            owner.close()
+    _owners.clear()
+
+
+os.register_at_fork(after_in_child=_forget_owners_in_child)
+
+
 def _owner_for(root: Path) -> _Owner:
-    """One owner per broker folder and process (a fork gets one of its own)."""
+    """One owner per broker folder and process (a forked child makes one of its own)."""
     with _owners_lock:
         owner = _owners.get(root)
-        if owner is None or owner.pid != os.getpid():
+        if owner is None:
             owner = _owners[root] = _Owner(root)
         return owner
 
