@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# `make run`: prepare every service on the embedded defaults, then start them all.
+# `make run`: prepare every service on the embedded defaults, then start them all under
+# supervisord, which restarts a process that dies (see scripts/supervisord_conf.py).
 # Idempotent: migrations, seeding and the demo admin can run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
-# Optional local overrides (honcho reads the same file for the processes).
-if [ -f .env ]; then set -a; . ./.env; set +a; fi
+# Optional local overrides, exported: supervisord passes them on to every process.
+# ENV_FILE names another file (tests/local_run.py points it at none).
+env_file=${ENV_FILE:-.env}
+if [ -f "$env_file" ]; then set -a; . "$env_file"; set +a; fi
+# Databases, broker folders, the supervisord config, pidfile and control socket
+# (a relative VAR_DIR is taken from the repository root).
+VAR_DIR=${VAR_DIR:-var}
+case "$VAR_DIR" in /*) ;; *) VAR_DIR=$PWD/$VAR_DIR ;; esac
+export VAR_DIR
 
 DEMO_ADMIN_EMAIL=${DEMO_ADMIN_EMAIL:-admin@example.com}
 DEMO_ADMIN_PASSWORD=${DEMO_ADMIN_PASSWORD:-admin}
@@ -29,15 +37,15 @@ done
 
 # Service discovery (common.discovery): static by default. DISCOVERY=etcd also runs a
 # local etcd (data in var/etcd/) and a register_service sidecar per service, from a
-# combined Procfile written to var/Procfile.etcd.
+# combined Procfile written to $VAR_DIR/Procfile.etcd.
 DISCOVERY=${DISCOVERY:-static}
 procfile=Procfile
 case "$DISCOVERY" in
   etcd)
     ETCD_URL=${ETCD_URL:-http://127.0.0.1:2379}
     export DISCOVERY ETCD_URL
-    mkdir -p var
-    cp Procfile var/Procfile.etcd
+    mkdir -p "$VAR_DIR"
+    cp Procfile "$VAR_DIR/Procfile.etcd"
     if [ "$ETCD_URL" != "http://127.0.0.1:2379" ]; then
       discovery="etcd at ${ETCD_URL} (not started here)"
     elif (exec 3<>/dev/tcp/127.0.0.1/2379) 2>/dev/null; then
@@ -53,7 +61,7 @@ case "$DISCOVERY" in
         "--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379" \
         "--listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380" \
         "--initial-cluster eshop-local=http://127.0.0.1:2380 --logger zap --log-level warn" \
-        >> var/Procfile.etcd
+        >> "$VAR_DIR/Procfile.etcd"
       discovery="etcd at ${ETCD_URL} (local, data in var/etcd/)"
     fi
     port=8001
@@ -61,24 +69,25 @@ case "$DISCOVERY" in
       bind_variable="${service^^}_BIND"
       bind=${!bind_variable:-127.0.0.1:${port}}
       echo "${service}_registrar: cd ${service}_svc && exec python manage.py register_service" \
-        "--name ${service} --url http://127.0.0.1:${bind##*:}" >> var/Procfile.etcd
+        "--name ${service} --url http://127.0.0.1:${bind##*:}" >> "$VAR_DIR/Procfile.etcd"
       port=$((port + 1))
     done
     discovery="${discovery}; a register_service sidecar per service"
-    procfile=var/Procfile.etcd
+    procfile=$VAR_DIR/Procfile.etcd
     ;;
   dns) discovery="dns (CATALOG_DNS, USERS_DNS, ORDERS_DNS)" ;;
   *) discovery="${DISCOVERY} (CATALOG_URL, USERS_URL, ORDERS_URL)" ;;
 esac
+conf=$(python scripts/supervisord_conf.py --procfile "$procfile" --var-dir "$VAR_DIR")
 
 cat <<BANNER
 
   E-commerce platform, embedded mode (SQLite in var/, filesystem broker in var/broker/)
 
-    gateway   http://127.0.0.1:8000/api/auth/token/   JWKS /.well-known/jwks.json
-    catalog   http://127.0.0.1:8001/api/catalog/products/   docs /api/docs/   admin /admin/
-    users     http://127.0.0.1:8002/api/users/register/   me /api/users/me/
-    orders    http://127.0.0.1:8003/admin/
+    gateway   http://${GATEWAY_BIND:-127.0.0.1:8000}/api/auth/token/   JWKS /.well-known/jwks.json
+    catalog   http://${CATALOG_BIND:-127.0.0.1:8001}/api/catalog/products/   docs /api/docs/   admin /admin/
+    users     http://${USERS_BIND:-127.0.0.1:8002}/api/users/register/   me /api/users/me/
+    orders    http://${ORDERS_BIND:-127.0.0.1:8003}/admin/
     every service: /health/  /ready/  /metrics  /api/schema/  /api/docs/
     background: a Celery worker per service but the gateway; orders' saga watchdog
       and outbox relay; catalog's and users' event consumers (see the Procfile)
@@ -87,8 +96,10 @@ cat <<BANNER
   Demo staff user: ${DEMO_ADMIN_EMAIL} / ${DEMO_ADMIN_PASSWORD}
     (a customer account with staff rights in users_svc, so it logs in at the gateway,
      and a local admin account in every service's Django admin)
+  A process that dies is started again (supervisord logs "exited:" and "spawned:").
+  Process status, from another terminal:
+    .venv/bin/supervisorctl -c ${conf} status
   Ctrl-C stops everything.
 
 BANNER
-# -d .: the combined Procfile lives in var/ but its commands run from the repository root.
-exec honcho start -d . -f "$procfile"
+exec supervisord -c "$conf"

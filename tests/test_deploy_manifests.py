@@ -310,7 +310,7 @@ def test_make_run_declares_the_event_queues_before_starting_the_processes() -> N
     services = script[loop:].split(";", 1)[0].split()[3:]
     assert set(CONSUMERS) <= set(services)
     assert 'cd "${service}_svc"' in script[loop:setup]
-    assert setup < script.index("exec honcho start")
+    assert setup < script.index("exec supervisord -c ")
 
 
 # ------------------------------------------------------------------ compose

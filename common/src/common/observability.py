@@ -137,8 +137,17 @@ class LogContextFilter(logging.Filter):
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# supervisord (``make run``) names the process in each child's environment.
+_PROCESS_NAME_VARIABLE = "SUPERVISOR_PROCESS_NAME"
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; extra fields given to the logger are kept."""
+    """One JSON object per line; extra fields given to the logger are kept.
+
+    Under supervisord a line also says which process wrote it (``"process":
+    "catalog_worker"``, from ``SUPERVISOR_PROCESS_NAME``): there every process
+    writes to the same terminal.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -150,6 +159,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 line[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if process := os.environ.get(_PROCESS_NAME_VARIABLE):
+            line["process"] = process
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)
