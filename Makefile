@@ -77,5 +77,32 @@ bench-gateway: venv ## Proxy cost: catalog direct vs gateway vs nginx (bench/gat
 bench-saga: venv ## Order saga latency, max orders/s, event delivery, kombu floor (bench/saga_bench.py)
 	$(BIN)/python bench/saga_bench.py $(BENCH_ARGS)
 
+# Locust load through the gateway (bench/locustfile.py; notes in bench/README.md). All of it
+# comes from one IP, and the gateway limits per IP and per user: start the shop with the
+# limits raised for a load run, or most answers are 429 (counted apart, not as failures):
+#   GATEWAY_RATE_LIMIT_ANONYMOUS=100000/min GATEWAY_RATE_LIMIT_AUTHENTICATED=100000/min \
+#   LOGIN_RATE_PER_IP=100000/min LOGIN_RATE_PER_EMAIL=100000/min make run
+# LOAD_ARGS passes more Locust options, e.g. make load LOAD_ARGS="--orders 200 --settle-timeout 90".
+# When LOAD_TIME is up, users get LOAD_STOP_TIMEOUT seconds to finish following their orders.
+LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_USERS ?= 16
+LOAD_SPAWN_RATE ?= 4
+LOAD_TIME ?= 1m
+LOAD_STOP_TIMEOUT ?= 30
+LOAD_REPORT ?= var/load/report.json
+LOAD_UI_PORT ?= 8089
+LOAD_ARGS ?=
+.PHONY: load load-ui
+
+load: venv ## Locust load on LOAD_HOST (LOAD_USERS, LOAD_TIME; report var/load/report.json); raise the shop's rate limits first: GATEWAY_RATE_LIMIT_ANONYMOUS=100000/min GATEWAY_RATE_LIMIT_AUTHENTICATED=100000/min LOGIN_RATE_PER_IP=100000/min LOGIN_RATE_PER_EMAIL=100000/min make run
+	$(BIN)/locust -f bench/locustfile.py --headless --only-summary --host $(LOAD_HOST) \
+	  --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) --run-time $(LOAD_TIME) \
+	  --stop-timeout $(LOAD_STOP_TIMEOUT) --report-json $(LOAD_REPORT) $(LOAD_ARGS)
+
+load-ui: venv ## Locust's web UI on http://127.0.0.1:8089 (LOAD_UI_PORT) to start, watch and stop the load
+	$(BIN)/locust -f bench/locustfile.py --web-host 127.0.0.1 --web-port $(LOAD_UI_PORT) \
+	  --host $(LOAD_HOST) --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) \
+	  --report-json $(LOAD_REPORT) $(LOAD_ARGS)
+
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/

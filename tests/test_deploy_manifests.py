@@ -294,7 +294,7 @@ def test_procfile_runs_every_process() -> None:
         assert processes[service].startswith(f"cd {service}_svc && exec gunicorn "), service
     for worker in WORKERS:
         assert processes[f"{worker}_worker"].startswith(
-            f"cd {worker}_svc && exec celery -A {worker}_svc worker -Q {worker} "
+            f"cd {worker}_svc && exec celery -A {worker}_svc worker -Q ${{QUEUE_PREFIX:-}}{worker} "
         ), worker
     for name, (service, command) in BACKGROUND.items():
         assert processes[name.replace("-", "_")] == (
