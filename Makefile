@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak
 
 # Debian packages the tests use: command -> package.
 DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server
@@ -94,7 +94,7 @@ LOAD_UI_PORT ?= 8089
 LOAD_ARGS ?=
 .PHONY: load load-ui
 
-load: venv ## Locust load on LOAD_HOST (LOAD_USERS, LOAD_TIME; report var/load/report.json); raise the shop's rate limits first: GATEWAY_RATE_LIMIT_ANONYMOUS=100000/min GATEWAY_RATE_LIMIT_AUTHENTICATED=100000/min LOGIN_RATE_PER_IP=100000/min LOGIN_RATE_PER_EMAIL=100000/min make run
+load: venv ## Locust load on LOAD_HOST (LOAD_USERS, LOAD_TIME; report var/load/report.json); raise the rate limits first (bench/README.md)
 	$(BIN)/locust -f bench/locustfile.py --headless --only-summary --host $(LOAD_HOST) \
 	  --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) --run-time $(LOAD_TIME) \
 	  --stop-timeout $(LOAD_STOP_TIMEOUT) --report-json $(LOAD_REPORT) $(LOAD_ARGS)
@@ -103,6 +103,14 @@ load-ui: venv ## Locust's web UI on http://127.0.0.1:8089 (LOAD_UI_PORT) to star
 	$(BIN)/locust -f bench/locustfile.py --web-host 127.0.0.1 --web-port $(LOAD_UI_PORT) \
 	  --host $(LOAD_HOST) --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) \
 	  --report-json $(LOAD_REPORT) $(LOAD_ARGS)
+
+# BENCH_ARGS passes options through, e.g. make bench-broker BENCH_ARGS="--rounds 1".
+bench-broker: venv ## The embedded broker side by side with kombu's own and RabbitMQ (bench/broker_bench.py)
+	$(BIN)/python bench/broker_bench.py $(BENCH_ARGS)
+
+# BENCH_ARGS passes options through, e.g. make soak BENCH_ARGS="--duration 120 --brokers embedded".
+soak: venv ## make load against make run for 10 minutes, embedded broker then RabbitMQ (bench/soak.py)
+	$(BIN)/python bench/soak.py $(BENCH_ARGS)
 
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/

@@ -8,6 +8,10 @@ command) and ``--consumers`` processes consuming it the way Celery and our
 event consumers do (``drain_events``, one ack per message), alternating the
 transports round by round so that this machine's swings hit all alike:
 
+``--kinds`` may add ``kombu-sqlite``, kombu's SQLAlchemy transport on a SQLite
+file (the other embedded broker that needs no server; SQLAlchemy is not among
+the project's packages: ``pip install sqlalchemy`` first).
+
 1. flat out: every producer publishes as fast as it can; messages per second
    from the first publish to the last ack;
 2. paced: ``--rate`` messages/s in all (below every transport's maximum),
@@ -52,6 +56,12 @@ fork = multiprocessing.get_context("fork")
 def connection_for(kind: str, folder: Path) -> Connection:
     if kind == "rabbitmq":
         return Connection(RABBITMQ_URL, transport_options={"confirm_publish": True})
+    if kind == "kombu-sqlite":  # kombu's SQLAlchemy transport on a SQLite file (needs SQLAlchemy)
+        folder.mkdir(parents=True, exist_ok=True)
+        connection = Connection(f"sqla+sqlite:///{folder / 'broker.sqlite3'}")
+        # Its transport options all go to create_engine(): the interval is set on the transport.
+        connection.transport.polling_interval = 0.01
+        return connection
     options = {
         "data_folder_in": str(folder / "queues"),
         "data_folder_out": str(folder / "queues"),

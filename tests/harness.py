@@ -249,6 +249,26 @@ class RunningService:
             self.process.wait(timeout=timeout)
 
 
+def delete_queues(names: set[str] | list[str]) -> None:
+    """Leave no queue of this run behind on the shared broker."""
+    from kombu import Connection
+
+    with Connection(BROKER_URL, connect_timeout=5) as connection:
+        channel = connection.channel()
+        for name in names:
+            try:
+                channel.queue_delete(name)
+            except Exception:
+                channel = connection.channel()
+
+
+def run_queue_names(prefix: str) -> list[str]:
+    """Every queue a shop started with QUEUE_PREFIX ``prefix`` declares."""
+    events = [f"{prefix}{service}.events" for service in ("catalog", "users")]
+    commands = [f"{prefix}{service}" for service in ("catalog", "users", "orders")]
+    return commands + events + [f"{name}.dlq" for name in events]
+
+
 class ServiceLauncher:
     """Starts services for one test and cleans every trace up afterwards."""
 
@@ -310,21 +330,8 @@ class ServiceLauncher:
             if service.database_name:
                 database_drop(service.database_name)
         if self.running:
-            self._delete_queues({self.queue_prefix + service.name for service in self.running})
+            delete_queues({self.queue_prefix + service.name for service in self.running})
         self.running.clear()
-
-    @staticmethod
-    def _delete_queues(names: set[str]) -> None:
-        """Leave no queue of this run behind on the shared broker."""
-        from kombu import Connection
-
-        with Connection(BROKER_URL, connect_timeout=5) as connection:
-            channel = connection.channel()
-            for name in names:
-                try:
-                    channel.queue_delete(name)
-                except Exception:
-                    channel = connection.channel()
 
 
 class Sidecar:

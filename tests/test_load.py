@@ -24,7 +24,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import BROKER_URL, POSTGRES_URL, REPO, database_create, database_drop, wait_until
+from tests.harness import (
+    BROKER_URL,
+    POSTGRES_URL,
+    REPO,
+    database_create,
+    database_drop,
+    delete_queues,
+    run_queue_names,
+    wait_until,
+)
 from tests.local_run import LocalRun
 
 pytestmark = pytest.mark.system
@@ -239,24 +248,9 @@ def deployed_shop(tmp_path: Path) -> Iterator[LocalRun]:
         yield run.start()
     finally:
         run.stop()
-        _delete_queues(env["QUEUE_PREFIX"])
+        delete_queues(run_queue_names(env["QUEUE_PREFIX"]))
         for name in databases.values():
             database_drop(name)
-
-
-def _delete_queues(prefix: str) -> None:
-    from kombu import Connection
-
-    names = [f"{prefix}{s}" for s in ("catalog", "users", "orders")]
-    names += [
-        f"{prefix}{s}.events{suffix}" for s in ("catalog", "users") for suffix in ("", ".dlq")
-    ]
-    with Connection(BROKER_URL, connect_timeout=5) as connection:
-        for name in names:
-            try:
-                connection.channel().queue_delete(name)
-            except Exception:  # noqa: S112 - already gone: nothing to clean
-                continue
 
 
 def test_the_shop_on_postgresql_and_rabbitmq_holds_the_same_load(deployed_shop, tmp_path):
