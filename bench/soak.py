@@ -12,7 +12,8 @@ with ``--users`` users, and records:
 - the load's report (bench/locustfile.py ``--report-json``): requests, failures,
   5xx, orders accepted per second, orders left pending, saga decision p50/p99;
 - the memory (RSS, a gunicorn arbiter with its workers) of every supervisord
-  program after ``--warmup`` seconds of load and at the end, and its growth;
+  program after ``--warmup`` seconds of load and at the end, its growth, and
+  whether every process stayed within ``--max-growth-pct`` (10 %);
 - every program's pid at the start and at the end: a restart shows as a change
   (and supervisord's "exited:" lines are counted).
 
@@ -115,6 +116,10 @@ def soak(broker: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
             "rss_mb_start": start[name]["rss_mb"],
             "rss_mb_end": end[name]["rss_mb"],
             "growth_mb": round(end[name]["rss_mb"] - start[name]["rss_mb"], 1),
+            "growth_pct": round(
+                100 * (end[name]["rss_mb"] - start[name]["rss_mb"]) / (start[name]["rss_mb"] or 1),
+                1,
+            ),
             "restarted": start[name]["pid"] != end[name]["pid"],
             "state_end": end[name]["state"],
         }
@@ -139,6 +144,11 @@ def soak(broker: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]
         "processes_restarted": sorted(n for n, p in processes.items() if p["restarted"]),
         "exited_lines": shop.log().count(" exited: "),
         "largest_growth_mb": max(p["growth_mb"] for p in processes.values()),
+        "largest_growth_pct": max(p["growth_pct"] for p in processes.values()),
+        "memory_bound_pct": args.max_growth_pct,
+        "memory_within_bound": all(
+            p["growth_pct"] <= args.max_growth_pct for p in processes.values()
+        ),
         "processes": processes,
     }
 
@@ -151,6 +161,12 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--spawn-rate", type=float, default=4.0)
     parser.add_argument("--think-scale", type=float, default=1.0, help="locustfile's option")
+    parser.add_argument(
+        "--max-growth-pct",
+        type=float,
+        default=10.0,
+        help="the bound: no process's RSS may grow more than this between the samples",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
     runs = []
@@ -175,7 +191,7 @@ def main() -> int:
             f"{run['broker']:10} {run['orders_per_s']:>8} {run['server_errors_5xx']:>4} "
             f"{run['failures']:>5} {run['orders_pending']:>7} {run['saga_p50_ms']:>9} "
             f"{run['saga_p99_ms']:>7} {len(run['processes_restarted']):>8} "
-            f"{run['largest_growth_mb']:>18}"
+            f"{run['largest_growth_mb']:>7} MB {run['largest_growth_pct']:>4} %"
         )
     print(f"\nwritten to {args.output}")
     return 0
