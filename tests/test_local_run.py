@@ -11,10 +11,12 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
@@ -117,6 +119,49 @@ def test_a_killed_worker_is_started_again(shop: LocalRun) -> None:
     others = {name: status.pid for name, status in before.items() if name != "catalog_worker"}
     assert {name: after[name].pid for name in others} == others
     assert shop.ready()
+
+
+def test_an_unreadable_message_is_dead_lettered_and_the_worker_reads_on(shop: LocalRun) -> None:
+    """What ended a Celery worker under load on kombu's own filesystem transport."""
+    worker = shop.pid("catalog_worker")
+    queue = shop.var_dir / "broker" / "queues" / "catalog"
+    assert queue.is_dir()
+    # As a half-written file looked: older than anything queued, so it is read first.
+    (queue / "00000000000000000001-1-0000000001.msg").write_bytes(b'{"body": "eyJh')
+
+    assert wait_until(lambda: "unreadable message in queue catalog" in shop.log(), timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "manage.py", "dlq", "list"],
+        cwd=REPO / "catalog_svc",
+        env=shop.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "unreadable message in queue catalog: JSONDecodeError" in listed
+    # Still the same worker, and still working: the shop takes and decides an order.
+    assert shop.pid("catalog_worker") == worker
+    assert shop.status()["catalog_worker"].state == "RUNNING"
+    assert place_an_order(shop) in {"APPROVED", "REJECTED"}
+
+
+def place_an_order(shop: LocalRun) -> str:
+    """Sign up, log in, order one unit of the first product; its final status."""
+    with httpx.Client(base_url=shop.gateway_url, timeout=30) as client:
+        email = f"unreadable-{time.time_ns()}@example.com"
+        account = {"email": email, "password": "correct horse battery", "name": "Una"}
+        assert client.post("/api/users/register/", json=account).status_code == 201
+        token = client.post("/api/auth/token/", json=account).json()["access"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        product = client.get("/api/catalog/products/", params={"in_stock": "true"}).json()
+        line = {"product_id": product["results"][0]["id"], "quantity": 1}
+        order = client.post("/api/orders/", json={"lines": [line]})
+        assert order.status_code == 202, order.text
+        path = f"/api/orders/{order.json()['id']}/"
+        final = {"APPROVED", "REJECTED"}
+        assert wait_until(lambda: client.get(path).json()["status"] in final, timeout=60)
+        return str(client.get(path).json()["status"])
 
 
 def test_ctrl_c_stops_every_process(shop: LocalRun) -> None:
