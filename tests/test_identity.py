@@ -354,11 +354,63 @@ def test_the_token_endpoint_throttles_per_email_and_per_ip(services):
     throttled = login(limited, other, "guess")
 
     assert per_email == [401, 401, 401, 429]
-    assert other_email == [401, 401, 429]  # the address is fresh, the IP is not
+    # The address is fresh, the IP is not: it failed 3 times already (the refused 4th
+    # attempt counted nowhere), so its 6th failure locks it out for every account.
+    assert other_email == [401, 401, 401]
     assert throttled.status_code == 429
     assert throttled.headers["Content-Type"] == "application/problem+json"
     assert int(throttled.headers["Retry-After"]) > 0
     assert throttled.json()["code"] == "too_many_requests"
+
+
+def test_failed_logins_from_many_addresses_never_lock_the_customer_out(services):
+    guarded = start_identity_system(
+        services, NUM_PROXIES="1", LOGIN_RATE_PER_EMAIL="3/min", LOGIN_RATE_PER_ACCOUNT="6/10min"
+    )
+    victim = register(guarded)
+
+    def attempt(address: str, password: str) -> int:
+        return httpx.post(
+            f"{guarded.gateway.url}/api/auth/token/",
+            json={"email": victim, "password": password},
+            headers={"X-Forwarded-For": address},
+        ).status_code
+
+    attacks = [[attempt(f"198.51.100.{n}", "guess") for _ in range(4)] for n in range(1, 6)]
+
+    assert attacks[0] == [401, 401, 401, 429]  # one address, locked out of the account
+    assert attacks[-1] == [401, 429, 429, 429]  # the account is guarded by then
+    assert attempt("203.0.113.7", PASSWORD) == 200  # the customer is not
+
+
+def test_sign_ups_through_the_gateway_are_limited_per_address(services):
+    limited = start_identity_system(services, REGISTRATION_RATE_PER_IP="2/min")
+
+    def sign_up() -> httpx.Response:
+        return httpx.post(
+            f"{limited.gateway.url}/api/users/register/",
+            json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD},
+        )
+
+    answers = [sign_up() for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [201, 201, 429]
+    assert answers[-1].headers["Content-Type"] == "application/problem+json"
+    assert answers[-1].json()["code"] == "too_many_requests"
+    assert int(answers[-1].headers["Retry-After"]) > 0
+
+
+def test_a_reused_refresh_token_revokes_the_newest_of_its_family(system):
+    url = f"{system.gateway.url}/api/auth/token/refresh/"
+    first = tokens(system, register(system))["refresh"]
+    newest = httpx.post(url, json={"refresh": first}).json()["refresh"]
+
+    reused = httpx.post(url, json={"refresh": first})
+    after_reuse = httpx.post(url, json={"refresh": newest})
+
+    assert reused.status_code == 401
+    assert after_reuse.status_code == 401
+    assert after_reuse.json()["code"] == "invalid_refresh_token"
 
 
 def test_a_token_naming_an_unknown_key_is_a_clean_401(system):

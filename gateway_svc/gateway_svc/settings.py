@@ -18,7 +18,8 @@ globals().update(_defaults)
 
 INSTALLED_APPS = [
     *_defaults["INSTALLED_APPS"],
-    "rest_framework_simplejwt.token_blacklist",
+    # Not SimpleJWT's token_blacklist: it keeps every refresh token's text in the
+    # database; identity.models keeps ids (identity's migration 0002 moved its rows).
     "identity.apps.IdentityConfig",
     "proxy.apps.ProxyConfig",
 ]
@@ -28,6 +29,9 @@ WSGI_APPLICATION = "gateway_svc.wsgi.application"
 # The proxy (proxy/): what goes where and on which terms. Upstream addresses come
 # from service discovery (DISCOVERY in common settings: static, etcd or dns).
 _cache_url = env.str("CACHE_URL", default="")
+_registration_rate = env.str(
+    "REGISTRATION_RATE_PER_IP", default="" if _defaults["ENVIRONMENT"] == "local" else "20/hour"
+)
 GATEWAY = {
     "ROUTE_DEFAULTS": {
         "connect_timeout": env.float("GATEWAY_CONNECT_TIMEOUT", default=1.0),
@@ -41,7 +45,17 @@ GATEWAY = {
     # GATEWAY_ROUTE_OVERRIDES (JSON) overrides more, e.g. {"orders": {"read_timeout": 5}}.
     "ROUTES": {
         "catalog": {"public": [(["GET", "HEAD", "OPTIONS"], "/api/catalog/")]},
-        "users": {"public": [(["POST", "OPTIONS"], "/api/users/register/")]},
+        "users": {
+            "public": [(["POST", "OPTIONS"], "/api/users/register/")],
+            # Sign-ups per client address, on top of the route's rate: each one costs
+            # users_svc half a second of PBKDF2 and makes an account. Counted here, at
+            # the edge, where the client's address is known (users_svc sees the
+            # gateway's) and the counters are shared already. Off by default locally:
+            # test stacks and `make load` sign up many customers from one address.
+            "limits": [(["POST"], "/api/users/register/", _registration_rate)]
+            if _registration_rate
+            else [],
+        },
         "orders": {},
     },
     "BULKHEAD_LIMIT": env.int("GATEWAY_BULKHEAD_LIMIT", default=100),
@@ -74,8 +88,25 @@ SIMPLE_JWT = {
     "AUDIENCE": _jwt["AUDIENCE"],
     "ISSUER": _jwt["ISSUER"],
     "USER_ID_CLAIM": "sub",
+    # Rotation, reuse detection and revocation: identity.services (identity.models).
     "ROTATE_REFRESH_TOKENS": True,
-    "BLACKLIST_AFTER_ROTATION": True,
+}
+
+# Logins: failed password checks are counted (identity/login_attempts.py, in the
+# default cache: Redis with a redis:// CACHE_URL). Each allowance is "failures/period":
+# reaching it locks out for the period, doubling per further lockout up to the maximum.
+LOGIN_THROTTLE = {
+    # One client address, whatever the accounts.
+    "CLIENT": env.str("LOGIN_RATE_PER_IP", default="30/min"),
+    # One account from one client address; a successful login clears it.
+    "ACCOUNT_CLIENT": env.str("LOGIN_RATE_PER_EMAIL", default="10/min"),
+    # One account from every address: past it, addresses that never logged in to
+    # the account get one failure per lockout; nobody is refused for others' failures.
+    "ACCOUNT": env.str("LOGIN_RATE_PER_ACCOUNT", default="20/10min"),
+    "LOCKOUT_MAX_SECONDS": env.int("LOGIN_LOCKOUT_MAX_SECONDS", default=900),
+    # How long past lockouts count towards doubling the next one.
+    "FORGET_SECONDS": env.int("LOGIN_FAILURES_FORGET_SECONDS", default=86400),
+    "KNOWN_CLIENT_DAYS": env.int("LOGIN_KNOWN_CLIENT_DAYS", default=30),
 }
 
 REST_FRAMEWORK = {
@@ -83,8 +114,9 @@ REST_FRAMEWORK = {
     # Client addresses: with NUM_PROXIES=0 X-Forwarded-For is ignored (a client
     # could forge it); behind one ingress set 1.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
+    # Every request, per client address (DRF throttles, default cache).
     "DEFAULT_THROTTLE_RATES": {
-        "login_ip": env.str("LOGIN_RATE_PER_IP", default="30/min"),
-        "login_email": env.str("LOGIN_RATE_PER_EMAIL", default="10/min"),
+        "token_refresh": env.str("TOKEN_REFRESH_RATE_PER_IP", default="120/min"),
+        "logout": env.str("LOGOUT_RATE_PER_IP", default="60/min"),
     },
 }

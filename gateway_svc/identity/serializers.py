@@ -26,3 +26,13 @@ class JwkSerializer(serializers.Serializer):
 
 class JwksSerializer(serializers.Serializer):
     keys = JwkSerializer(many=True)
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details (``application/problem+json``), the shape of every error."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField()

@@ -1,20 +1,28 @@
-"""Issuing, rotating and revoking tokens (SimpleJWT, RS256, blacklist in the gateway's database)."""
+"""Issuing, rotating and revoking tokens (SimpleJWT, RS256; refresh tokens tracked by jti)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from common.auth import InvalidToken, token_decode
-from identity.clients import credentials_check, customer_summary
+from identity.clients import InvalidCredentials, credentials_check, customer_summary
 from identity.errors import AccountInactive, InvalidRefreshToken
-from identity.tokens import GatewayAccessToken, GatewayRefreshToken
+from identity.login_attempts import (
+    login_attempt_abandon,
+    login_attempt_begin,
+    login_failure_record,
+    login_success_record,
+)
+from identity.models import IssuedRefreshToken, RefreshTokenFamily
+from identity.tokens import FAMILY_CLAIM, GatewayAccessToken, GatewayRefreshToken
 
 IDENTITY_CLAIMS = ("email", "name", "is_staff", "roles")
 
@@ -25,69 +33,128 @@ class TokenPair:
     refresh: str
 
 
-def _issue(claims: dict[str, Any]) -> TokenPair:
-    """A refresh token (recorded as outstanding) and an access token carrying the identity."""
+def _issue(claims: dict[str, Any], *, family: RefreshTokenFamily) -> TokenPair:
+    """A refresh token of ``family`` (recorded by its jti) and an access token with the identity."""
     refresh = GatewayRefreshToken()
     refresh["sub"] = str(claims["sub"])
-    encoded_refresh = str(refresh)
-    # Recorded without a user row: customers live in users_svc, not here.
-    OutstandingToken.objects.create(
+    refresh[FAMILY_CLAIM] = family.id
+    IssuedRefreshToken.objects.create(
         jti=refresh["jti"],
-        token=encoded_refresh,
+        family=family,
         created_at=refresh.current_time,
         expires_at=datetime_from_epoch(refresh["exp"]),
     )
     access = refresh.access_token
     for claim in IDENTITY_CLAIMS:
         access[claim] = claims[claim]
-    return TokenPair(access=str(access), refresh=encoded_refresh)
+    return TokenPair(access=str(access), refresh=str(refresh))
 
 
-def _blacklist(jti: str, exp: int, encoded: str) -> bool:
-    """Blacklist a refresh token; False if it already was (a reuse, or a concurrent refresh)."""
-    outstanding, _ = OutstandingToken.objects.get_or_create(
-        jti=jti, defaults={"token": encoded, "expires_at": datetime_from_epoch(exp)}
-    )
-    _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
-    return created
+def _family_id(claims: Any) -> str:
+    # Tokens issued before families existed are each a family of their own.
+    return str(claims.get(FAMILY_CLAIM) or claims["jti"])
 
 
-def token_obtain(*, email: str, password: str) -> TokenPair:
-    """Check the credentials with users_svc, then issue a token pair."""
-    claims = credentials_check(email=email, password=password)
+def _family_revoke(family: RefreshTokenFamily, reason: str) -> None:
+    if family.revoked_at is None:
+        family.revoked_at = timezone.now()
+        family.revoked_reason = reason
+        family.save(update_fields=["revoked_at", "revoked_reason"])
+
+
+def token_obtain(*, email: str, password: str, client: str) -> TokenPair:
+    """Check the credentials with users_svc, then issue a token pair starting a new family.
+
+    ``client`` is the caller's address: failed attempts are counted per client
+    and account (identity.login_attempts), and a locked-out client is refused
+    (``LoginLocked``) before its password is checked.
+    """
+    login_attempt_begin(email=email, client=client)
+    try:
+        claims = credentials_check(email=email, password=password)
+    except InvalidCredentials:
+        login_failure_record(email=email, client=client)
+        raise
+    except BaseException:
+        login_attempt_abandon(email=email, client=client)  # not a failure either
+        raise
+    login_success_record(email=email, client=client)
     with transaction.atomic():
-        return _issue(claims)
+        family = RefreshTokenFamily.objects.create(id=uuid.uuid4().hex, subject=str(claims["sub"]))
+        return _issue(claims, family=family)
 
 
 def token_refresh(*, refresh: str) -> TokenPair:
-    """Rotate: the used refresh token is blacklisted and a new pair issued with fresh claims.
+    """Rotate: the used refresh token is spent and a new pair of the same family issued.
 
     The claims come from users_svc again, so a deactivated account cannot keep
     itself alive, and a staff flag removed an hour ago is not carried forward.
+    A token that was spent already comes back only if it was copied: the whole
+    family is revoked, so the newest token (whoever holds it) is refused too.
     """
     try:
-        token = GatewayRefreshToken(refresh)  # signature, expiry, type, blacklist
+        token = GatewayRefreshToken(refresh)  # signature, expiry, type
     except TokenError as error:
         raise InvalidRefreshToken(str(error)) from error
-    summary = customer_summary(user_id=token["sub"])
+    summary = customer_summary(user_id=token["sub"])  # before the transaction: HTTP
+    refused: InvalidRefreshToken | AccountInactive | None = None
     with transaction.atomic():
-        if not _blacklist(token["jti"], token["exp"], refresh):
-            raise InvalidRefreshToken("The refresh token has already been used.")
-    if summary is None or not summary["is_active"]:
-        raise AccountInactive()
-    claims = {"sub": str(summary["id"]), **{claim: summary[claim] for claim in IDENTITY_CLAIMS}}
-    with transaction.atomic():
-        return _issue(claims)
+        issued = (
+            IssuedRefreshToken.objects.select_for_update()
+            .select_related("family")
+            .filter(jti=token["jti"])
+            .first()
+        )
+        if issued is None or issued.family_id != _family_id(token):
+            refused = InvalidRefreshToken("The refresh token is not known.")
+        elif issued.family.is_revoked:
+            refused = InvalidRefreshToken("The refresh token has been revoked.")
+        elif issued.used_at is not None:
+            _family_revoke(issued.family, RefreshTokenFamily.RevokedReason.REUSE)
+            refused = InvalidRefreshToken(
+                "The refresh token has already been used; every token of its session is revoked."
+            )
+        else:
+            issued.used_at = timezone.now()
+            issued.save(update_fields=["used_at"])
+            if summary is None or not summary["is_active"]:
+                _family_revoke(issued.family, RefreshTokenFamily.RevokedReason.INACTIVE)
+                refused = AccountInactive()
+            else:
+                claims = {
+                    "sub": str(summary["id"]),
+                    **{claim: summary[claim] for claim in IDENTITY_CLAIMS},
+                }
+                return _issue(claims, family=issued.family)
+    raise refused  # after the commit: a revocation stays revoked
 
 
 def token_revoke(*, refresh: str) -> None:
-    """Log out: the refresh token can no longer be used. Revoking twice is fine."""
+    """Log out: the refresh token's whole family is revoked. Revoking twice is fine."""
     try:
         claims = token_decode(refresh, expected_type="refresh")
     except InvalidToken as error:
         raise InvalidRefreshToken(str(error)) from error
     with transaction.atomic():
-        _blacklist(claims["jti"], claims["exp"], refresh)
+        family, _ = RefreshTokenFamily.objects.select_for_update().get_or_create(
+            id=_family_id(claims), defaults={"subject": str(claims["sub"])}
+        )
+        # A validly signed token we have no record of (issued before tracking) is
+        # recorded as it is revoked, so that it stays refused.
+        IssuedRefreshToken.objects.get_or_create(
+            jti=claims["jti"],
+            defaults={"family": family, "expires_at": datetime_from_epoch(claims["exp"])},
+        )
+        _family_revoke(family, RefreshTokenFamily.RevokedReason.LOGOUT)
+
+
+def refresh_tokens_flush(*, now: datetime | None = None) -> int:
+    """Forget expired refresh tokens and families left without a token; how many tokens went."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        deleted, _ = IssuedRefreshToken.objects.filter(expires_at__lte=now).delete()
+        RefreshTokenFamily.objects.filter(tokens__isnull=True).delete()
+    return deleted
 
 
 def service_token_issue(*, service: str, minutes: int) -> str:

@@ -1,26 +1,30 @@
-"""Slow down password guessing at the token endpoint: per client IP and per email."""
+"""Per client address limits on the refresh and logout endpoints (every request counts).
+
+Logins are not throttled this way: only their failures count (identity.login_attempts).
+Each refresh costs a call to users_svc, an RS256 signature and two writes, each
+logout a write; a client looping on either is slowed down here.
+"""
 
 from __future__ import annotations
 
 from rest_framework.request import Request
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 from rest_framework.views import APIView
 
 
-class LoginIpThrottle(SimpleRateThrottle):
-    scope = "login_ip"
-
+class _ClientThrottle(SimpleRateThrottle):
     def get_cache_key(self, request: Request, view: APIView) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
-class LoginEmailThrottle(SimpleRateThrottle):
-    """One address guessed from many IPs is still one address."""
+class TokenRefreshThrottle(_ClientThrottle):
+    scope = "token_refresh"
 
-    scope = "login_email"
 
-    def get_cache_key(self, request: Request, view: APIView) -> str | None:
-        email = request.data.get("email") if hasattr(request.data, "get") else None
-        if not isinstance(email, str) or not email.strip():
-            return None  # nothing to count; the request fails validation anyway
-        return self.cache_format % {"scope": self.scope, "ident": email.strip().lower()}
+class LogoutThrottle(_ClientThrottle):
+    scope = "logout"
+
+
+def client_address(request: Request) -> str:
+    """The caller's address as DRF's throttles see it (REMOTE_ADDR, or NUM_PROXIES' entry)."""
+    return BaseThrottle().get_ident(request)

@@ -13,6 +13,9 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from common.auth import ALGORITHM, InvalidToken, token_decode
 from identity.keys import signing_key
 
+# A refresh token's family: the login it descends from through rotations.
+FAMILY_CLAIM = "fam"
+
 
 class KeyedTokenBackend(TokenBackend):
     """Signs with the newest key and names it in ``kid``; verifies like every service does."""
@@ -54,6 +57,8 @@ class GatewayAccessToken(AccessToken):
 
 class GatewayRefreshToken(RefreshToken):
     access_token_class = GatewayAccessToken
+    # The family is the refresh token's business; access tokens carry the contract's claims.
+    no_copy_claims = (*RefreshToken.no_copy_claims, FAMILY_CLAIM)
 
     def get_token_backend(self) -> TokenBackend:
         return keyed_backend()

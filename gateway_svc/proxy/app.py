@@ -245,6 +245,7 @@ class GatewayApp:
         started = time.perf_counter()
         method: str = scope["method"]
         request_id = authorization = host = forwarded_for = content_length = traceparent = None
+        forwarded_proto = None
         connection_tokens: tuple[bytes, ...] = ()
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -255,6 +256,8 @@ class GatewayApp:
                 host = value
             elif name == b"x-forwarded-for":
                 forwarded_for = value
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
             elif name == b"content-length":
                 content_length = value
             elif name == b"traceparent":
@@ -302,6 +305,13 @@ class GatewayApp:
                 )
             else:
                 decision = await runtime.limiter.hit(f"ip:{client_ip}", route.anonymous_rate)
+            if route.limits and decision.allowed:
+                # Path limits (sign-ups): per address whoever calls, each counted on its own.
+                for limit in route.limits_for(method, path):
+                    limited = await runtime.limiter.hit(f"ip:{client_ip}:{limit.name}", limit.rate)
+                    if not limited.allowed:
+                        decision = limited
+                        break
             if not decision.allowed:
                 status = 429
                 await send_rate_limited(send, decision, request_id)
@@ -326,7 +336,14 @@ class GatewayApp:
                 return
 
             headers = self.upstream_headers(
-                scope, connection_tokens, request_id, client_ip, host, forwarded_for, traceparent
+                scope,
+                connection_tokens,
+                request_id,
+                client_ip,
+                host,
+                forwarded_for,
+                traceparent,
+                scheme=runtime.client_scheme(scope, forwarded_proto),
             )
             target = scope.get("raw_path") or path.encode()
             if scope.get("query_string"):
@@ -369,6 +386,7 @@ class GatewayApp:
         host: bytes | None,
         forwarded_for: bytes | None,
         traceparent: str,
+        scheme: str | None = None,
     ) -> list[tuple[str, str]]:
         headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
@@ -379,7 +397,7 @@ class GatewayApp:
         ]
         chain = f"{forwarded_for.decode('latin-1')}, {client_ip}" if forwarded_for else client_ip
         headers.append(("X-Forwarded-For", chain))
-        headers.append(("X-Forwarded-Proto", scope.get("scheme", "http")))
+        headers.append(("X-Forwarded-Proto", scheme or scope.get("scheme", "http")))
         if host is not None:
             headers.append(("X-Forwarded-Host", host.decode("latin-1")))
         headers.append(("X-Request-ID", request_id.decode("latin-1")))

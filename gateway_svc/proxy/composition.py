@@ -134,6 +134,11 @@ class OrderDetailsComposer:
             ("X-Request-ID", request_id.decode("latin-1")),
             ("traceparent", traceparent),
             ("Accept", "application/json"),
+            # As on the proxy path: behind TLS at the edge the services must not redirect.
+            (
+                "X-Forwarded-Proto",
+                self.runtime.client_scheme(scope, headers.get(b"x-forwarded-proto")),
+            ),
         ]
         try:
             status, order = await self.get_json("orders", f"/api/orders/{order_id}/", caller)

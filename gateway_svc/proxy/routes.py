@@ -51,6 +51,20 @@ class PublicRule:
 
 
 @dataclass(frozen=True)
+class PathLimit:
+    """A rate per client address for these methods on paths under this prefix (sign-ups),
+    counted on its own, on top of the route's rate."""
+
+    methods: frozenset[str]
+    path_prefix: str
+    rate: Rate
+
+    @property
+    def name(self) -> str:
+        return f"{'+'.join(sorted(self.methods))}:{self.path_prefix}"
+
+
+@dataclass(frozen=True)
 class Route:
     service: str
     prefix: str
@@ -61,6 +75,15 @@ class Route:
     max_body_bytes: int = 1_048_576
     anonymous_rate: Rate = field(default_factory=lambda: Rate(120, 60))
     authenticated_rate: Rate = field(default_factory=lambda: Rate(600, 60))
+    limits: tuple[PathLimit, ...] = ()
+
+    def limits_for(self, method: str, path: str) -> tuple[PathLimit, ...]:
+        """The path limits this request counts against (usually none)."""
+        return tuple(
+            limit
+            for limit in self.limits
+            if method in limit.methods and path.startswith(limit.path_prefix)
+        )
 
     def is_public(self, method: str, path: str) -> bool:
         return any(
@@ -87,5 +110,9 @@ def routes_from_settings(config: dict[str, Any]) -> dict[str, Route]:
             max_body_bytes=int(merged["max_body_bytes"]),
             anonymous_rate=Rate.parse(merged["anonymous_rate"]),
             authenticated_rate=Rate.parse(merged["authenticated_rate"]),
+            limits=tuple(
+                PathLimit(frozenset(m.upper() for m in methods), prefix, Rate.parse(rate))
+                for methods, prefix, rate in merged.get("limits", ())
+            ),
         )
     return routes

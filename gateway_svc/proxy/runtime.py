@@ -108,6 +108,19 @@ class Runtime:
         client = scope.get("client")
         return client[0] if client else "-"
 
+    def client_scheme(self, scope: dict[str, Any], forwarded_proto: bytes | None) -> str:
+        """The scheme the client used at the edge: what our own proxies say, else the socket's.
+
+        Forwarded upstream as X-Forwarded-Proto, so that services behind the gateway
+        know an https client (absolute URLs, SECURE_SSL_REDIRECT) when TLS ends at
+        an ingress in front of it; from anyone else the header is not believed.
+        """
+        if self.num_proxies and forwarded_proto:
+            value = forwarded_proto.decode("latin-1").split(",")[-1].strip().lower()
+            if value in ("http", "https"):
+                return value
+        return scope.get("scheme", "http")
+
     def request_done(
         self,
         scope: dict[str, Any],

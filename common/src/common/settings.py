@@ -154,6 +154,47 @@ def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
     return config
 
 
+# Paths that plain-http callers inside the cluster use, never redirected to https:
+# probes (/health/, /ready/) and Prometheus (/metrics) reach pods by IP, the
+# gateway calls users' /internal/... and fetches every /api/schema/, and the
+# services fetch the gateway's JWKS. (Regexes on the path without its leading
+# slash, as SECURE_REDIRECT_EXEMPT wants them.) Requests the gateway proxies
+# carry the client's own scheme in X-Forwarded-Proto and are redirected only
+# when the client used plain http.
+PLAIN_HTTP_PATHS = [
+    r"^health/$",
+    r"^ready/$",
+    r"^metrics$",
+    r"^internal/",
+    r"^api/schema/$",
+    r"^\.well-known/jwks\.json$",
+]
+
+
+def https_config(*, env: environ.Env, local: bool) -> dict[str, Any]:
+    """HTTPS settings: on outside ``ENVIRONMENT=local`` (so ``check --deploy`` is clean).
+
+    TLS ends in front of the gateway (an ingress), which says so in
+    ``X-Forwarded-Proto``. A deployment without TLS (a compose stack on
+    localhost) sets ``SECURE_SSL_REDIRECT=false``; HSTS's subdomains and
+    preload parts are for domains whose every host is on https.
+    """
+    secure = not local
+    return {
+        # Behind the gateway or an ingress the original scheme arrives here.
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        "SECURE_SSL_REDIRECT": env.bool("SECURE_SSL_REDIRECT", default=secure),
+        "SECURE_REDIRECT_EXEMPT": env.list("SECURE_REDIRECT_EXEMPT", default=PLAIN_HTTP_PATHS),
+        "SECURE_HSTS_SECONDS": env.int("SECURE_HSTS_SECONDS", default=31_536_000 if secure else 0),
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": env.bool(
+            "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=secure
+        ),
+        "SECURE_HSTS_PRELOAD": env.bool("SECURE_HSTS_PRELOAD", default=secure),
+        "SESSION_COOKIE_SECURE": env.bool("SESSION_COOKIE_SECURE", default=secure),
+        "CSRF_COOKIE_SECURE": env.bool("CSRF_COOKIE_SECURE", default=secure),
+    }
+
+
 # Services the gateway finds through discovery, with their local defaults.
 DISCOVERED_SERVICES = {"catalog": 8001, "users": 8002, "orders": 8003}
 DISCOVERY_BACKENDS = ("static", "etcd", "dns")
@@ -250,8 +291,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         "DEBUG": env.bool("DEBUG", default=False),
         "ALLOWED_HOSTS": allowed_hosts,
         "CSRF_TRUSTED_ORIGINS": env.list("CSRF_TRUSTED_ORIGINS", default=[]),
-        # Behind the gateway or an ingress the original scheme arrives here.
-        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https"),
+        **https_config(env=env, local=local),
         "USE_X_FORWARDED_HOST": True,
         "INSTALLED_APPS": [
             "django.contrib.admin",
