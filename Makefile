@@ -1,7 +1,12 @@
 # The two commands of the README: `make run` and `make test`.
 # Everything else here serves them; `make help` lists the targets.
 
-PYTHON ?= python3.11
+# The newest Python 3.13, 3.12 or 3.11 that runs and can make a venv (Debian: the
+# python3.x-venv package); `make PYTHON=/path/to/python3.x ...` picks another.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(firstword $(foreach p,python3.13 python3.12 python3.11,\
+  $(shell $(p) -c 'import ensurepip, venv' >/dev/null 2>&1 && echo $(p))))
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,13 +14,23 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak
 
-# Debian packages the tests use: command -> package.
+# Debian packages the tests use: command (or the file it must be) -> package. The test
+# run starts its own PostgreSQL, RabbitMQ and Redis from theirs, unless it is told to use
+# running servers (TEST_SERVERS=existing).
 DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server
+ifneq ($(TEST_SERVERS),existing)
+DEBIAN_DEPS += /usr/lib/postgresql/*/bin/initdb:postgresql redis-server:redis-server \
+  /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server
+endif
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.txt common/pyproject.toml
+	@test -n "$(PYTHON)" || { echo "No Python 3.11, 3.12 or 3.13 with venv found:" \
+	  "apt-get install python3 python3-venv (Debian 12 or later), or make PYTHON=/path/to/python3.x"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "$(PYTHON) is older than Python 3.11: make PYTHON=/path/to/python3.11 or later"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements/test.txt -c requirements/constraints.txt -e ./common
@@ -23,7 +38,7 @@ $(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.t
 
 venv: $(STAMP) ## Create the virtual environment and install the pinned packages
 
-system-deps: ## Install the Debian packages the tests need (docker-compose) when missing
+system-deps: ## Install the Debian packages the tests need when missing (sudo when not root)
 	@missing=""; for pair in $(DEBIAN_DEPS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -35,7 +50,7 @@ system-deps: ## Install the Debian packages the tests need (docker-compose) when
 run: venv ## Start every service on the embedded defaults (SQLite, filesystem broker)
 	bash scripts/run.sh
 
-test: venv system-deps ## Lint, then every test suite on PostgreSQL and RabbitMQ
+test: venv system-deps ## Lint, then every test suite, on a PostgreSQL, RabbitMQ and Redis of the run's own
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/run_tests.py

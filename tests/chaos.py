@@ -1,37 +1,30 @@
 """Chaos for the cross-service tests: a RabbitMQ node of the test's own, a whole shop
 to break, and ways to kill its processes and look into its databases.
 
-The machine's RabbitMQ (127.0.0.1:5672) is shared by everyone's test runs, so a
-test that stops its broker starts a private node instead: its own node name,
-ports, data and log folders, config and Erlang cookie (in ``HOME``), no
-plugins. Only epmd, the Erlang port mapper, is shared, which is harmless.
-``stop()`` stops the broker as ``rabbitmqctl stop_app`` does: its listeners
-close, every client connection is dropped, new ones are refused and its queues
-are shut down, as in a real outage. ``start()`` starts it again on the same
-data folder, which brings back the durable queues with their persistent
-messages. The Erlang VM under it stays up, so coming back takes a few seconds
-instead of a whole boot (10 to 40 s on a busy machine).
+A test that stops its broker must not stop the one every other test of the run
+uses, so it starts a node of its own: ``PrivateRabbitMQ`` (tests/servers.py, the
+same class the test runner starts the run's broker with), with its own node name,
+ports, data and log folders, config, Erlang cookie and epmd, and no plugins.
+``stop()`` stops the broker as ``rabbitmqctl stop_app`` does (every client
+connection dropped, new ones refused, as in a real outage); ``start()`` brings it
+back on the same data, with the durable queues and their persistent messages, in a
+few seconds: the Erlang VM under it stays up.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from tests.harness import RunningService, ServiceLauncher, free_port
+from tests.servers import RABBITMQ_BIN
+from tests.servers import PrivateRabbitMQ as PrivateRabbitMQ  # the chaos tests' broker
 from tests.test_saga import Shop
-
-RABBITMQ_BIN = Path(os.environ.get("TEST_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
-BOOT_TIMEOUT = 90.0
 
 
 def rabbitmq_available() -> str:
@@ -39,114 +32,6 @@ def rabbitmq_available() -> str:
     if not (RABBITMQ_BIN / "rabbitmq-server").exists():
         return f"no rabbitmq-server in {RABBITMQ_BIN} (set TEST_RABBITMQ_BIN)"
     return ""
-
-
-class PrivateRabbitMQ:
-    """One RabbitMQ node under ``workdir``, on free loopback ports; ``stop()``/``start()``
-    take it down and bring it back with its data."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.node = f"chaos-{uuid.uuid4().hex[:8]}@localhost"
-        self.port = free_port()
-        self.dist_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
-        )
-        (workdir / "enabled_plugins").write_text("[].\n")
-        (workdir / "rabbitmq-env.conf").write_text("")  # not the machine's /etc/rabbitmq one
-        self.env = {
-            **os.environ,
-            "HOME": str(workdir),  # the Erlang cookie lives here
-            "RABBITMQ_CONF_ENV_FILE": str(workdir / "rabbitmq-env.conf"),
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_CONFIG_FILE": str(workdir / "rabbitmq.conf"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(workdir / "enabled_plugins"),
-            "RABBITMQ_MNESIA_BASE": str(workdir / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(workdir / "log"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-        }
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
-
-    def start(self, *, wait: bool = True) -> None:
-        """Boot the node, or start the broker again on a running node (after ``stop()``);
-        with ``wait``, until it takes AMQP connections."""
-        if self.process is not None and self.process.poll() is None:
-            self._ctl("start_app")
-        else:
-            log = (self.workdir / "server.log").open("ab")
-            self.process = subprocess.Popen(
-                [str(RABBITMQ_BIN / "rabbitmq-server")],
-                cwd=self.workdir,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log.close()
-        if wait:
-            self.wait_ready()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while not self.reachable():
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"RabbitMQ node {self.node} is not running:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ node {self.node} did not start:\n{self.log_tail()}")
-            time.sleep(0.2)
-
-    def reachable(self) -> bool:
-        from kombu import Connection
-
-        try:
-            with Connection(self.url, connect_timeout=2) as connection:
-                connection.ensure_connection(max_retries=0, interval_start=0)
-        except Exception:
-            return False
-        return True
-
-    def stop(self) -> None:
-        """Stop the broker: connections dropped and refused until ``start()``."""
-        self._ctl("stop_app")
-        if self.reachable():
-            raise RuntimeError(f"RabbitMQ node {self.node} still takes connections")
-
-    def _ctl(self, command: str) -> None:
-        result = subprocess.run(
-            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"rabbitmqctl {command} failed:\n{result.stdout}{result.stderr}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def close(self) -> None:
-        """Kill the node and delete its data: nothing of it is kept."""
-        self.kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 30) -> str:
-        path = self.workdir / "server.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def shop_start(launcher: ServiceLauncher, *, env: dict[str, str] | None = None) -> Shop:

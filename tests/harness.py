@@ -27,12 +27,17 @@ import httpx
 import psycopg2
 from psycopg2 import sql
 
+from tests.servers import existing_url
+
 if TYPE_CHECKING:
     from common.discovery.testing import EtcdServer
 
 REPO = Path(__file__).resolve().parents[1]
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
-BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# The run's servers (scripts/run_tests.py starts private ones and says where they
+# are); outside a run, the ones TEST_SERVERS=existing would use.
+POSTGRES_URL = existing_url("TEST_POSTGRES_URL")
+BROKER_URL = existing_url("TEST_BROKER_URL")
+REDIS_URL = existing_url("TEST_REDIS_URL")
 READY_TIMEOUT = float(os.environ.get("TEST_READY_TIMEOUT", "60"))
 
 SEED_COMMANDS = {"catalog": ["seed_catalog", "--no-progress"]}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.harness import RunningService, ServiceLauncher, free_port
+from tests.harness import REDIS_URL, RunningService, ServiceLauncher, free_port
 from tests.upstream import ControlledUpstream
 
 pytestmark = pytest.mark.system
@@ -543,7 +543,7 @@ def test_breakers_and_rate_limits_live_in_redis_for_every_worker(services):
         env={
             "ORDERS_URL": dead.url,
             "WEB_CONCURRENCY": "2",
-            "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "GATEWAY_REDIS_URL": REDIS_URL,
             "GATEWAY_REDIS_PREFIX": prefix,
             "GATEWAY_BREAKER_FAIL_MAX": "3",
             "GATEWAY_BREAKER_RESET_TIMEOUT": "30",
@@ -551,7 +551,7 @@ def test_breakers_and_rate_limits_live_in_redis_for_every_worker(services):
         },
     )
     token = gateway.manage("issue_service_token", "tester").stdout.strip()
-    store = redis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)
+    store = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         # New connections each time: gunicorn's two workers share the requests.
         statuses = [
