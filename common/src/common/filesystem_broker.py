@@ -72,7 +72,7 @@ MESSAGE_SUFFIX = ".msg"
 # How often a polling consumer looks for messages of dead owners to give back.
 RECOVERY_INTERVAL_SECONDS = 2.0
 DEFAULT_UNREADABLE_QUEUE = "unreadable.dlq"
-# Header names as common.events.broker spells them (that module needs Django settings).
+# Header names as common.events.broker spells them (that module imports this one).
 HEADER_REASON = "x-dlq-reason"
 HEADER_DEAD_AT = "x-dlq-dead-lettered-at"
 HEADER_ORIGINAL_QUEUE = "x-dlq-original-queue"
