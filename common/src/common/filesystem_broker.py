@@ -20,8 +20,10 @@ own extension points (the virtual channel's ``_put``, ``_get``, ``_restore``,
 
 - Writes: a message is written to ``tmp/`` and renamed into its queue's folder
   (``<data_folder_in>/<queue>/``), so a consumer sees it whole or not at all.
-  Names start with the time in nanoseconds and a per-process counter, so a
-  folder's name order is the publishing order.
+  Names start with the time in nanoseconds and a per-process counter, and
+  consumers take the oldest name first; a message renamed in while a consumer
+  lists the folder can miss that listing and come after a newer one (readdir
+  does not promise to show entries added during it), so order is best effort.
 - Claims: a consumer renames the oldest file into a folder of its own process
   (``unacked/<owner>/<queue>/``); a rename succeeds for one consumer only.
   The file is deleted on ack, renamed back into its queue (same name, so it

@@ -114,10 +114,8 @@ def test_concurrent_producers_and_consumers_get_every_message_once_and_whole(tmp
         assert process.exitcode == 0
     received = [item for seen in per_consumer for item in seen]
     assert sorted(received) == [(p, n) for p in range(producers) for n in range(per_producer)]
-    for seen in per_consumer:  # each consumer saw each producer's messages in their order
-        for p in range(producers):
-            mine = [n for producer, n in seen if producer == p]
-            assert mine == sorted(mine)
+    # No order is asserted: a message renamed in while a consumer lists the folder may be
+    # missing from that listing (readdir's way) and come after a newer one.
     assert not list((tmp_path / "queues" / "work").iterdir())
 
 
