@@ -12,7 +12,7 @@ from tests.harness import Sidecar, wait_until
 
 pytestmark = pytest.mark.system
 
-TTL = 6  # the sidecars check readiness every 2 s: the gateway meets the dead instance first
+TTL = 6  # the sidecars check readiness every 2 s
 
 
 def breaker_state(gateway_url: str, instance_id: str) -> float | None:
@@ -52,12 +52,17 @@ def test_a_stopped_instance_is_ejected_while_its_sibling_serves(services, etcd):
 
             assert wait_until(both_registered, timeout=30, interval=0.2)
 
-            second.stop(signal.SIGKILL)  # a crash: no goodbye, its sidecar notices later
+            # A crash its sidecar has not noticed yet: the sidecar is frozen first, so the
+            # registration stays for at least TTL - TTL/3 s. Left running, its next check
+            # could deregister the dead instance before the gateway meets it three times.
+            sidecars[1].process.send_signal(signal.SIGSTOP)
+            second.stop(signal.SIGKILL)
             during = [client.get("/api/catalog/products/1/").status_code for _ in range(60)]
             assert during.count(200) == len(during)  # GETs retry on the live sibling
             assert breaker_state(gateway.url, second_id) == 2.0  # open
 
             second.start()
+            sidecars[1].process.send_signal(signal.SIGCONT)
 
             def closed_again() -> bool:
                 client.get("/api/catalog/products/1/")
@@ -70,5 +75,6 @@ def test_a_stopped_instance_is_ejected_while_its_sibling_serves(services, etcd):
             assert served_requests(second) > before  # back in the rotation
     finally:
         for sidecar in sidecars:
+            sidecar.process.send_signal(signal.SIGCONT)  # a stopped process leaves SIGTERM pending
             sidecar.process.terminate()
             sidecar.process.wait(timeout=10)
