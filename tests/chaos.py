@@ -127,6 +127,8 @@ def command_publish(broker_url: str, queue: str, task: str, **kwargs: Any) -> No
     from celery import Celery
 
     app = Celery("chaos", broker=broker_url, set_as_current=False)
+    # Declared on publish as the services declare it (else PRECONDITION_FAILED).
+    app.conf.task_create_missing_queue_type = "quorum"
     try:
         app.send_task(task, kwargs=kwargs, queue=queue)
     finally:

@@ -20,6 +20,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from common.filesystem_broker import transport_for
+from common.quorum import celery_queue_settings
 
 # Local-only fallback; production settings refuse to start without SECRET_KEY.
 _LOCAL_SECRET_KEY = "local-insecure-key-do-not-use-in-production"
@@ -402,6 +403,10 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         # QUEUE_PREFIX keeps deployments (or test runs) sharing one broker apart.
         "QUEUE_PREFIX": env.str("QUEUE_PREFIX", default=""),
         "CELERY_TASK_DEFAULT_QUEUE": env.str("QUEUE_PREFIX", default="") + service,
+        # Quorum task queues on RabbitMQ (per-consumer prefetch); classic elsewhere.
+        # A broker holding classic queues of these names refuses the redeclare
+        # (PRECONDITION_FAILED): see common.quorum.
+        **celery_queue_settings(broker_url),
         "CELERY_TASK_ACKS_LATE": True,
         "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
         "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
@@ -442,6 +447,10 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "loggers": {
                 "django.db.backends": {"level": "INFO"},
                 "health_check": {"level": "ERROR"},
+                # On quorum queues Celery's workers set up native delayed delivery and
+                # warn at every start that our direct task exchanges cannot use it; we
+                # send no ETA/countdown tasks (Celery still warns if one is ever sent).
+                "kombu.transport.native_delayed_delivery": {"level": "ERROR"},
             },
         },
     }

@@ -5,6 +5,8 @@ transport: only a durable topic exchange, durable queues, the default
 exchange and publisher confirms where the transport has them. No
 RabbitMQ-only feature (per-message TTL, dead-letter exchanges, delayed
 messages) is used, so retries and dead-lettering are done by our own code.
+On RabbitMQ the queues are quorum queues (``x-queue-type``, see
+``common.quorum``); other transports get no queue arguments.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.conf import settings
 from kombu import Connection, Exchange, Queue, binding
 
 from common.filesystem_broker import transport_for
+from common.quorum import quorum_queue_arguments
 
 # Long enough for a loaded broker, short enough that a relay holding row
 # locks, or a consumer about to ack, does not hang on a dead one.
@@ -58,20 +61,30 @@ def events_exchange() -> Exchange:
     return Exchange(f"{_prefix()}{settings.EVENT_EXCHANGE}", type="topic", durable=True)
 
 
-def events_queue(*, service: str | None = None, patterns: list[str]) -> Queue:
-    """The service's queue, bound to the exchange with every pattern it handles."""
+def events_queue(*, service: str | None = None, patterns: list[str], rabbitmq: bool) -> Queue:
+    """The service's queue, bound to the exchange with every pattern it handles.
+
+    ``rabbitmq`` (``connection_is_rabbitmq(connection)``) makes it a quorum queue;
+    required, since a declare that says otherwise is refused by RabbitMQ.
+    """
     exchange = events_exchange()
     return Queue(
         queue_name(service),
         bindings=[binding(exchange, routing_key=pattern) for pattern in patterns],
         durable=True,
         auto_delete=False,
+        queue_arguments=quorum_queue_arguments(rabbitmq=rabbitmq),
     )
 
 
-def dead_letter_queue(service: str | None = None) -> Queue:
+def dead_letter_queue(service: str | None = None, *, rabbitmq: bool) -> Queue:
     """Reached through the default exchange only: nothing is routed here by accident."""
-    return Queue(dead_letter_queue_name(service), durable=True, auto_delete=False)
+    return Queue(
+        dead_letter_queue_name(service),
+        durable=True,
+        auto_delete=False,
+        queue_arguments=quorum_queue_arguments(rabbitmq=rabbitmq),
+    )
 
 
 def broker_connection(

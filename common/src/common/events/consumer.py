@@ -64,6 +64,7 @@ from common.events.broker import (
 from common.events.envelope import Event, EventError, event_parse
 from common.events.models import InboxMessage
 from common.observability import traceparent_var
+from common.quorum import connection_is_rabbitmq
 
 logger = logging.getLogger(__name__)
 
@@ -153,9 +154,12 @@ class EventConsumer:
         so run this (``consume_events --setup-only``) before producers start
         when deploying a new consumer.
         """
+        rabbitmq = connection_is_rabbitmq(connection)  # quorum queues there
         with connection.channel() as channel:
-            events_queue(service=self.service, patterns=self.patterns)(channel).declare()
-            dead_letter_queue(self.service)(channel).declare()
+            events_queue(service=self.service, patterns=self.patterns, rabbitmq=rabbitmq)(
+                channel
+            ).declare()
+            dead_letter_queue(self.service, rabbitmq=rabbitmq)(channel).declare()
 
     # --- one message ------------------------------------------------------------
 
@@ -385,7 +389,13 @@ class EventConsumer:
         # delivered to us while we wait for a dead-letter publish confirm.
         consumer = Consumer(
             channel,
-            queues=[events_queue(service=self.service, patterns=self.patterns)],
+            queues=[
+                events_queue(
+                    service=self.service,
+                    patterns=self.patterns,
+                    rabbitmq=connection_is_rabbitmq(connection),
+                )
+            ],
             on_message=self._on_message,
             prefetch_count=1,
             no_ack=False,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from kombu import Connection, Producer
+from kombu import Connection, Producer, Queue
 from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.message import Message
 
@@ -34,6 +34,7 @@ from common.events.broker import (
     events_exchange,
     queue_name,
 )
+from common.quorum import connection_is_rabbitmq
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class DeadLetterQueue:
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.transport_options = transport_options
 
+    def _queue(self, connection: Connection) -> Queue:
+        """Declared as the consumer declares it (a quorum queue on RabbitMQ)."""
+        return dead_letter_queue(self.service, rabbitmq=connection_is_rabbitmq(connection))
+
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
         connection = broker_connection(self.broker_url, transport_options=self.transport_options)
@@ -98,13 +103,13 @@ class DeadLetterQueue:
         """A function taking the next message without ack; whatever is not acked
         goes back to the queue when the channel closes at the end of the block."""
         with connection.channel() as channel:
-            queue = dead_letter_queue(self.service)(channel)
+            queue = self._queue(connection)(channel)
             queue.declare()
             yield lambda: queue.get(no_ack=False)
 
     def size(self) -> int:
         with self._connection() as connection, connection.channel() as channel:
-            _, count, _ = dead_letter_queue(self.service)(channel).queue_declare()
+            _, count, _ = self._queue(connection)(channel).queue_declare()
             return int(count)
 
     def list(self, *, limit: int = 100) -> list[DeadLetter]:
@@ -197,4 +202,4 @@ class DeadLetterQueue:
             with self._connection() as connection, self._reader(connection) as take:
                 return len(self._take(take, ids=ids, limit=None))
         with self._connection() as connection, connection.channel() as channel:
-            return int(dead_letter_queue(self.service)(channel).purge() or 0)
+            return int(self._queue(connection)(channel).purge() or 0)

@@ -107,7 +107,8 @@ class Broker:
 
     def queue_size(self, name: str) -> int:
         with self.connection() as connection:
-            _, count, _ = Queue(name, durable=True)(connection.default_channel).queue_declare()
+            # Passive: it only reads, whatever the queue's type (quorum on RabbitMQ).
+            _, count, _ = connection.default_channel.queue_declare(queue=name, passive=True)
             return int(count)
 
     def cleanup(self) -> None:

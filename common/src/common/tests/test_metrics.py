@@ -22,6 +22,7 @@ from common.events.metrics import QueueCollector
 from common.events.models import OutboxMessage
 from common.filesystem_broker import transport_for
 from common.metrics import DatabaseCollector
+from common.quorum import connection_is_rabbitmq, quorum_queue_arguments
 from common.settings import broker_config
 from common.tests import event_handlers  # noqa: F401 - registers the test.ping event type
 
@@ -131,7 +132,9 @@ def fill_queue(name: str, count: int) -> None:
         transport=transport_for(settings.CELERY_BROKER_URL),
         transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
     ) as connection:
-        queue = Queue(name, durable=True, auto_delete=False)
+        # As the services declare them: quorum queues on RabbitMQ.
+        arguments = quorum_queue_arguments(rabbitmq=connection_is_rabbitmq(connection))
+        queue = Queue(name, durable=True, auto_delete=False, queue_arguments=arguments)
         producer = connection.Producer()
         for n in range(count):
             producer.publish({"n": n}, routing_key=name, declare=[queue])
