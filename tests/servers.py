@@ -587,6 +587,22 @@ def preflight(mode: str, suites: list[str]) -> list[str]:
             "`docker-compose` is not installed (it checks compose/docker-compose.yml): "
             f"{install} docker-compose"
         )
+    if "system" in suites:
+        if not (shutil.which("dockerd") or os.access("/usr/sbin/dockerd", os.X_OK)):
+            problems.append(
+                "Docker is not installed (the container tests build images and run the shop "
+                f"in it; the run starts dockerd when it is not running): {install} docker.io"
+            )
+        elif os.geteuid() != 0 and not _docker_answers() and not _sudo_works():
+            problems.append(
+                "no Docker engine answers and starting dockerd needs root: start it "
+                "(sudo systemctl start docker) or let sudo run it without a password"
+            )
+        if not shutil.which("kubectl"):
+            problems.append(
+                "`kubectl` is not installed (it renders the k8s/ overlays with "
+                "`kubectl kustomize`): install kubectl, https://kubernetes.io/docs/tasks/tools/"
+            )
     try:
         probe = Path(tempfile.mkdtemp(prefix="eshop-preflight-"))
     except OSError as error:
@@ -602,6 +618,21 @@ def preflight(mode: str, suites: list[str]) -> list[str]:
     if probe is not None:
         shutil.rmtree(probe, ignore_errors=True)
     return problems
+
+
+def _docker_answers() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _sudo_works() -> bool:
+    try:
+        result = subprocess.run(["sudo", "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
 
 
 def _preflight_private(install: str, probe: Path | None) -> list[str]:

@@ -44,6 +44,14 @@ class ReadyView(HealthCheckView):
     def get_checks(self):  # type: ignore[override]
         return [Database(), broker_check()]
 
+    async def get(self, request: HttpRequest, *args, **kwargs):  # type: ignore[override]
+        # The library answers a failed check with 500; "not ready" is 503 (Service
+        # Unavailable), which probes, load balancers and the 5xx alerts tell apart.
+        response = await super().get(request, *args, **kwargs)
+        if response.status_code == 500:
+            response.status_code = 503
+        return response
+
 
 @never_cache
 def health_view(request: HttpRequest) -> JsonResponse:

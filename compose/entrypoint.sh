@@ -1,0 +1,67 @@
+#!/bin/sh
+# The image's entrypoint: one role of one service per container.
+#
+#   SERVICE=catalog eshop web         # gunicorn on 0.0.0.0:$PORT (default: the service's port)
+#   SERVICE=catalog eshop worker      # the Celery worker of the service's queue
+#   SERVICE=orders  eshop relay       # the outbox relay          (orders)
+#   SERVICE=orders  eshop watchdog    # the saga watchdog         (orders)
+#   SERVICE=catalog eshop consumer    # the event consumer        (catalog, users)
+#   SERVICE=catalog eshop queues      # declare its event queues, then exit
+#   SERVICE=catalog eshop migrate     # migrations, then exit
+#   SERVICE=gateway eshop keys        # the token key pair, once (kept when present)
+#   SERVICE=catalog eshop seed        # the demo catalog (idempotent)
+#   SERVICE=users   eshop manage <command> [args]   # any manage.py command
+#   eshop healthcheck                 # the image's HEALTHCHECK: /ready/ of a web role
+# Anything else runs as a command in the service's folder.
+set -eu
+
+role=${1:-web}
+[ $# -gt 0 ] && shift
+
+if [ "$role" = healthcheck ]; then
+  # Only web roles serve /ready/; other roles are healthy while they run. The role and
+  # port come from the file the entrypoint wrote (a healthcheck gets none of its env).
+  read -r running port < /tmp/eshop-role 2>/dev/null || exit 0
+  [ "$running" = web ] || exit 0
+  exec python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready/', timeout=5)"
+fi
+
+case "${SERVICE:-}" in
+  gateway) default_port=8000 ;;
+  catalog) default_port=8001 ;;
+  users) default_port=8002 ;;
+  orders) default_port=8003 ;;
+  *) echo "eshop: set SERVICE to gateway, catalog, users or orders (got '${SERVICE:-}')" >&2; exit 64 ;;
+esac
+export PORT="${PORT:-$default_port}"
+cd "/app/${SERVICE}_svc"
+echo "$role $PORT" > /tmp/eshop-role 2>/dev/null || true
+
+only() {  # only <services...>: the role exists for these services alone
+  for allowed in "$@"; do [ "$SERVICE" = "$allowed" ] && return 0; done
+  echo "eshop: the $role role is for $*, not $SERVICE" >&2
+  exit 64
+}
+
+case "$role" in
+  web)
+    if [ "$SERVICE" = gateway ]; then
+      set -- -k gateway_svc.workers.GatewayWorker gateway_svc.asgi:application "$@"
+    else
+      set -- "${SERVICE}_svc.wsgi" "$@"
+    fi
+    exec gunicorn -c python:common.gunicorn_conf --bind "0.0.0.0:$PORT" "$@" ;;
+  worker)
+    only catalog users orders
+    exec celery -A "${SERVICE}_svc" worker -Q "${QUEUE_PREFIX:-}$SERVICE" -n "$SERVICE@%h" \
+      -P threads -c "${WORKER_CONCURRENCY:-4}" -l INFO --without-gossip --without-mingle "$@" ;;
+  relay) only orders; exec python manage.py outbox_relay "$@" ;;
+  watchdog) only orders; exec python manage.py saga_watchdog "$@" ;;
+  consumer) only catalog users; exec python manage.py consume_events "$@" ;;
+  queues) only catalog users; exec python manage.py consume_events --setup-only "$@" ;;
+  migrate) exec python manage.py migrate --noinput "$@" ;;
+  keys) only gateway; exec python manage.py generate_jwt_keys "$@" ;;
+  seed) only catalog; exec python manage.py seed_catalog --no-progress "$@" ;;
+  manage) exec python manage.py "$@" ;;
+  *) exec "$role" "$@" ;;
+esac

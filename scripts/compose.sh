@@ -1,0 +1,96 @@
+#!/bin/sh
+# `make compose-up` and `make compose-down`: the whole shop in Docker (compose/).
+#
+#   sh scripts/compose.sh up      # secrets once, images, start detached, wait for the gateway
+#   sh scripts/compose.sh down    # stop and remove containers, networks and volumes
+#   sh scripts/compose.sh <any docker-compose arguments>    # ps, logs -f, exec, ...
+#
+# compose/.env holds the stack's secrets, written with random values on first use and
+# never committed. When no registry answers (or ESHOP_OFFLINE=1), compose runs on the
+# stand-ins compose/offline-images.sh builds from Debian's packages.
+set -eu
+cd "$(dirname "$0")/.."
+
+project=${COMPOSE_PROJECT_NAME:-eshop}
+env_file=compose/.env
+port=${GATEWAY_PORT:-8000}
+if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi
+
+compose() { docker-compose -p "$project" -f compose/docker-compose.yml --env-file "$env_file" "$@"; }
+
+ensure_docker() {
+  docker info >/dev/null 2>&1 && return 0
+  command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || {
+    echo "No Docker engine: install Docker (Debian: apt-get install docker.io docker-compose)" >&2
+    exit 1
+  }
+  echo "==> starting dockerd (log: var/dockerd.log)"
+  mkdir -p var
+  $sudo sh -c 'nohup dockerd >>var/dockerd.log 2>&1 &'
+  i=0
+  until docker info >/dev/null 2>&1; do
+    i=$((i + 1)); [ "$i" -lt 120 ] || { echo "dockerd did not start: see var/dockerd.log" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+
+write_secrets() {
+  [ -f "$env_file" ] && return 0
+  echo "==> writing $env_file with random secrets (keep it; never commit it)"
+  umask 077
+  python3 - "$env_file" <<'PY'
+import secrets, sys
+values = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "POSTGRES_PASSWORD": secrets.token_hex(16),
+    "RABBITMQ_PASSWORD": secrets.token_hex(16),
+    "REDIS_PASSWORD": secrets.token_hex(16),
+}
+with open(sys.argv[1], "w") as env:
+    env.write("# compose/docker-compose.yml's secrets, made by `make compose-up`. Never commit.\n")
+    env.writelines(f"{key}={value}\n" for key, value in values.items())
+PY
+}
+
+use_offline_images() {
+  if [ "${ESHOP_OFFLINE:-}" != 1 ]; then
+    docker image inspect "${POSTGRES_IMAGE:-postgres:15}" >/dev/null 2>&1 && return 1
+    docker pull -q "${POSTGRES_IMAGE:-postgres:15}" >/dev/null 2>&1 && return 1
+    echo "==> no image registry answers: building stand-ins from Debian's packages"
+  fi
+  sh compose/offline-images.sh
+  set -a; . compose/offline.env; set +a
+  return 0
+}
+
+case "${1:-}" in
+  up)
+    shift
+    started=$(date +%s)
+    ensure_docker
+    write_secrets
+    if use_offline_images; then build=--no-build; else build=--build; fi
+    compose up -d $build "$@"
+    echo "==> waiting for the gateway on http://127.0.0.1:$port/"
+    i=0
+    until python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$port/ready/', timeout=3)" 2>/dev/null; do
+      i=$((i + 1))
+      if [ "$i" -ge 300 ]; then
+        echo "The gateway did not become ready; \`sh scripts/compose.sh ps\` and \`... logs\` tell why." >&2
+        exit 1
+      fi
+      sleep 1
+    done
+    echo "==> the shop answers on http://127.0.0.1:$port/ ($(( $(date +%s) - started ))s)"
+    ;;
+  down)
+    shift
+    [ -f "$env_file" ] || { echo "No $env_file: nothing was started with make compose-up."; exit 0; }
+    [ -f compose/offline.env ] && { set -a; . compose/offline.env; set +a; }
+    compose --profile ops --profile tracing down -v --remove-orphans "$@"
+    ;;
+  *)
+    [ -f compose/offline.env ] && { set -a; . compose/offline.env; set +a; }
+    compose "$@"
+    ;;
+esac
