@@ -12,19 +12,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak compose-up compose-down images k8s-secrets k8s-render
 
-# Debian packages the tests use: command (or the file it must be) -> package. The test
+# Debian packages the tests use: command (or the file it must be) -> package (the container
+# tests start dockerd when it is not running and build their images with debootstrap). The test
 # run starts its own PostgreSQL, RabbitMQ and Redis from theirs, unless it is told to use
 # running servers (TEST_SERVERS=existing).
-DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server
+DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server dockerd:docker.io \
+  debootstrap:debootstrap
 ifneq ($(TEST_SERVERS),existing)
 DEBIAN_DEPS += /usr/lib/postgresql/*/bin/initdb:postgresql redis-server:redis-server \
   /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server
 endif
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.txt common/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "No Python 3.11, 3.12 or 3.13 with venv found:" \
@@ -126,6 +128,25 @@ bench-broker: venv ## The embedded broker side by side with kombu's own and Rabb
 # BENCH_ARGS passes options through, e.g. make soak BENCH_ARGS="--duration 120 --brokers embedded".
 soak: venv ## make load against make run for 10 minutes, embedded broker then RabbitMQ (bench/soak.py)
 	$(BIN)/python bench/soak.py $(BENCH_ARGS)
+
+# The shop in Docker (compose/docker-compose.yml, scripts/compose.sh): ARGS passes more
+# docker-compose up options, e.g. make compose-up ARGS="--scale catalog=2".
+compose-up: ## Start the whole shop in Docker, detached (gateway on 127.0.0.1:8000; secrets in compose/.env)
+	sh scripts/compose.sh up $(ARGS)
+
+compose-down: ## Stop the Docker shop and remove its containers and volumes
+	sh scripts/compose.sh down
+
+images: ## Build the project image and the Debian stand-ins for the official images (compose/offline-images.sh)
+	sh compose/offline-images.sh
+
+k8s-secrets: venv ## Secrets of k8s/overlays/local (random passwords, the JWT key pair) in its gitignored secrets/
+	$(BIN)/python scripts/k8s_secrets.py
+
+# K8S_OVERLAY=production renders the other overlay.
+K8S_OVERLAY ?= local
+k8s-render: ## Render k8s/overlays/$(K8S_OVERLAY) with kubectl kustomize (local: make k8s-secrets first)
+	kubectl kustomize k8s/overlays/$(K8S_OVERLAY)
 
 clean: ## Remove local databases, broker folders and test results (keeps the venv)
 	rm -rf var/
