@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed
 # run starts its own PostgreSQL, RabbitMQ and Redis from theirs, unless it is told to use
 # running servers (TEST_SERVERS=existing).
 DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server dockerd:docker.io \
-  debootstrap:debootstrap
+  debootstrap:debootstrap prometheus:prometheus chromium:chromium
 ifneq ($(TEST_SERVERS),existing)
 DEBIAN_DEPS += /usr/lib/postgresql/*/bin/initdb:postgresql redis-server:redis-server \
   /usr/lib/rabbitmq/bin/rabbitmq-server:rabbitmq-server

@@ -45,6 +45,7 @@ values = {
     "POSTGRES_PASSWORD": secrets.token_hex(16),
     "RABBITMQ_PASSWORD": secrets.token_hex(16),
     "REDIS_PASSWORD": secrets.token_hex(16),
+    "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
 }
 with open(sys.argv[1], "w") as env:
     env.write("# compose/docker-compose.yml's secrets, made by `make compose-up`. Never commit.\n")

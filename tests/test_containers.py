@@ -106,7 +106,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env_file.write_text(
         "".join(
             f"{name}={secrets.token_hex(16)}\n"
-            for name in ("SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD")
+            for name in (
+                "SECRET_KEY",
+                "POSTGRES_PASSWORD",
+                "RABBITMQ_PASSWORD",
+                "REDIS_PASSWORD",
+                "GRAFANA_ADMIN_PASSWORD",
+            )
         )
     )
     port = free_port()

@@ -73,20 +73,33 @@ OFFICIAL_IMAGES = {
     "PROMETHEUS_IMAGE": "prom/prometheus",
     "SOCAT_IMAGE": "alpine/socat",
     "JAEGER_IMAGE": "jaegertracing/all-in-one",
+    "GRAFANA_IMAGE": "grafana/grafana",
 }
 # The databases' data folders are PostgreSQL 15's: another major cannot read them.
 POSTGRES_IMAGE = "${POSTGRES_IMAGE:-postgres:15}"
 # Compose refuses to start without these (compose/.env, written by `make compose-up`).
-SECRETS = ("SECRET_KEY", "POSTGRES_PASSWORD", "RABBITMQ_PASSWORD", "REDIS_PASSWORD")
+SECRETS = (
+    "SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "RABBITMQ_PASSWORD",
+    "REDIS_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+)
 # Host ports compose publishes (all on 127.0.0.1): the gateway, and the operator UIs in
 # their profiles. Nothing else.
 PUBLISHED_PORTS = {
     "gateway": {8000},
     "rabbitmq-ui": {15672},
     "prometheus-ui": {9090},
+    "grafana": {3000},
     "jaeger": {16686},
 }
-PROFILES = {"rabbitmq-ui": ["ops"], "prometheus-ui": ["ops"], "jaeger": ["tracing"]}
+PROFILES = {
+    "rabbitmq-ui": ["ops"],
+    "prometheus-ui": ["ops"],
+    "grafana": ["ops"],
+    "jaeger": ["tracing"],
+}
 # The UI forwarders (socat) and where they forward to.
 UI_TARGETS = {"rabbitmq-ui": "rabbitmq:15672", "prometheus-ui": "prometheus:9090"}
 PORT_SPEC = re.compile(
