@@ -27,6 +27,40 @@ errorlog = "-"
 # Several services run side by side on one machine; a shared control socket would clash.
 control_socket_disable = True
 
+# LOG_FORMAT=json (the default): gunicorn's own lines and its access lines are JSON like
+# every other line of the service, through the same formatter and context filter.
+if _env.str("LOG_FORMAT", default="json") == "json":
+    _service = os.environ.get("SERVICE") or Path.cwd().name.removesuffix("_svc")
+    access_log_format = "%(m)s %(U)s %(s)s %(M)sms"
+    logconfig_dict = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "access": {"()": "common.observability.GunicornAccessFields"},
+            "context": {"()": "common.observability.LogContextFilter", "service": _service},
+        },
+        "formatters": {"json": {"()": "common.observability.JsonFormatter"}},
+        "handlers": {
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stdout",
+                "formatter": "json",
+                "filters": ["access", "context"],
+            },
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": "json",
+                "filters": ["context"],
+            },
+        },
+        "root": {"level": "INFO", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        },
+    }
+
 _multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
@@ -135,6 +135,28 @@ class LogContextFilter(logging.Filter):
 
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class GunicornAccessFields(logging.Filter):
+    """gunicorn's access lines as fields of the JSON line: ``method``, ``path``, ``status``,
+    ``duration_ms``, ``client``, ``user_agent`` and the ``request_id`` the service answered
+    with. gunicorn hands its access atoms to the logger as the record's arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if not isinstance(atoms, Mapping):
+            return True
+        query = atoms.get("q") or ""
+        record.method = atoms.get("m", "-")
+        record.path = f"{atoms.get('U', '')}?{query}" if query else atoms.get("U", "-")
+        record.status = int(atoms["s"]) if str(atoms.get("s", "")).isdigit() else atoms.get("s")
+        record.duration_ms = round(int(atoms.get("D", 0)) / 1000, 3)
+        record.client = atoms.get("h", "-")
+        record.user_agent = atoms.get("a", "-")
+        answered = atoms.get("{x-request-id}o", "-")
+        if answered and answered != "-":
+            record.request_id = answered
+        return True
 
 
 # supervisord (``make run``) names the process in each child's environment.

@@ -3,6 +3,9 @@
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import environ
@@ -14,6 +17,7 @@ from rest_framework.test import APIRequestFactory
 
 from common.http import client_has_current, etag_for
 from common.observability import (
+    GunicornAccessFields,
     JsonFormatter,
     LogContextFilter,
     context_headers,
@@ -78,6 +82,58 @@ def test_log_lines_name_the_process_under_supervisord(monkeypatch):
 
     monkeypatch.setenv("SUPERVISOR_PROCESS_NAME", "catalog_worker")
     assert json.loads(JsonFormatter().format(record))["process"] == "catalog_worker"
+
+
+def test_gunicorn_access_lines_are_json_fields():
+    # gunicorn logs access lines with its atoms (a mapping) as the record's arguments.
+    atoms = {
+        "m": "GET",
+        "U": "/api/catalog/products/",
+        "q": "page=2",
+        "s": "200",
+        "D": "12500",
+        "M": "12",
+        "h": "10.0.0.7",
+        "a": "curl/8",
+        "{x-request-id}o": "req-42",
+    }
+    record = logging.makeLogRecord(
+        {"msg": "%(m)s %(U)s %(s)s %(M)sms", "levelname": "INFO", "name": "gunicorn.access"}
+    )
+    record.args = atoms  # makeLogRecord would unpack a one-mapping tuple the same way
+    GunicornAccessFields().filter(record)
+    LogContextFilter(service="catalog").filter(record)
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["message"] == "GET /api/catalog/products/ 200 12ms"
+    assert line["path"] == "/api/catalog/products/?page=2"
+    assert (line["method"], line["status"], line["duration_ms"]) == ("GET", 200, 12.5)
+    assert (line["client"], line["request_id"]) == ("10.0.0.7", "req-42")
+    assert line["service"] == "catalog"
+
+
+def test_gunicorn_logging_config_loads(tmp_path):
+    # The config gunicorn hands to dictConfig: loaded in a child, so this process's
+    # logging stays as pytest set it.
+    script = (
+        "import logging, logging.config, gunicorn.glogging as g, common.gunicorn_conf as c\n"
+        "config = {**g.CONFIG_DEFAULTS, **c.logconfig_dict}\n"
+        "logging.config.dictConfig(config)\n"
+        "logging.getLogger('gunicorn.error').info('up')\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOG_FORMAT": "json", "SERVICE": "users"},
+        cwd=tmp_path,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert (line["logger"], line["message"], line["service"]) == ("gunicorn.error", "up", "users")
 
 
 def env_with(monkeypatch, **values):
