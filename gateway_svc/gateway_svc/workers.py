@@ -17,6 +17,8 @@ import sys
 import environ
 from uvicorn_worker import UvicornWorker
 
+from gateway_svc.deadlines import ReadDeadlineProtocol
+
 logger = logging.getLogger(__name__)
 
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
@@ -56,7 +58,8 @@ def sched_slice_set(microseconds: int) -> bool:
 class GatewayWorker(UvicornWorker):
     CONFIG_KWARGS = {
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with deadlines for reading the request (gateway_svc.deadlines).
+        "http": ReadDeadlineProtocol,
         "lifespan": "on",
         # The proxy writes its own access line (with the request id); the upstream's
         # Date and Server headers are relayed rather than doubled.
