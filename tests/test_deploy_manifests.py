@@ -571,6 +571,7 @@ def test_compose_has_every_part_of_the_platform() -> None:
     expected |= {f"{worker}-worker" for worker in WORKERS}
     expected |= set(BACKGROUND)
     expected |= {"gateway-keys", "catalog-seed", *(f"{c}-queues" for c in CONSUMERS)}
+    expected |= {"gateway-housekeeping"}
     assert set(compose_services()) == expected
     # Only the operator UIs are optional: the platform itself is in no profile.
     profiled = {

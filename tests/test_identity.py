@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import pytest
 from jwcrypto import jwk as jose_jwk
 from jwcrypto import jwt as jose_jwt
 
-from tests.harness import RunningService, ServiceLauncher, free_port
+from tests.harness import RunningService, ServiceLauncher, free_port, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -424,3 +425,18 @@ def test_a_token_naming_an_unknown_key_is_a_clean_401(system):
     response = me(system, token)
     assert response.status_code == 401
     assert "unknown key" in response.json()["detail"]
+
+
+def test_refresh_tokens_are_flushed_on_a_schedule_until_sigterm(system):
+    # compose's gateway-housekeeping runs this for good; SIGTERM ends its pause at once.
+    log = system.gateway.var_dir / "flush_refresh_tokens.log"
+    process = system.gateway.start_manage("flush_refresh_tokens", "--every", "0.2")
+    try:
+        assert wait_until(
+            lambda: log.exists() and log.read_text().count("expired refresh tokens deleted") >= 2,
+            timeout=30,
+        ), log.read_text() if log.exists() else "no log"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=15)
+    assert code == 0

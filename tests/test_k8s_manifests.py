@@ -929,3 +929,15 @@ def test_ingress_routes_only_the_public_surface_to_the_gateway(overlay: str) -> 
         assert ingress_routes(objects, path), f"{path} is not reachable from outside"
     for path in PRIVATE_PATHS:
         assert not ingress_routes(objects, path), f"{path} is routed from outside"
+
+
+def test_expired_refresh_tokens_are_flushed_daily_by_a_cronjob() -> None:
+    cron = by_name(rendered("local"), "CronJob")["gateway-flush-refresh-tokens"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert len(cron["spec"]["schedule"].split()) == 5
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["manage", "flush_refresh_tokens"]
+    assert env_value(container, "SERVICE") == "gateway"
+    assert {"configMapRef": {"name": "eshop-config"}} in container["envFrom"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
