@@ -12,10 +12,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak compose-up compose-down images k8s-secrets k8s-render
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
 
 # Debian packages the tests use: command (or the file it must be) -> package (the container
-# tests start dockerd when it is not running and build their images with debootstrap). The test
+# tests start dockerd when it is not running and build their images with debootstrap; on a
+# systemd host, installing prometheus starts prometheus.service on :9090: the tests do not
+# need it, `systemctl disable --now prometheus prometheus-node-exporter`). The test
 # run starts its own PostgreSQL, RabbitMQ and Redis from theirs, unless it is told to use
 # running servers (TEST_SERVERS=existing).
 DEBIAN_DEPS := docker-compose:docker-compose etcd:etcd-server dockerd:docker.io \
@@ -136,6 +138,12 @@ compose-up: ## Start the whole shop in Docker, detached (gateway on 127.0.0.1:80
 
 compose-down: ## Stop the Docker shop and remove its containers and volumes
 	sh scripts/compose.sh down
+
+prometheus-rules: venv ## Regenerate k8s/components/prometheus-rules/prometheusrule.yaml from compose/prometheus/alerts.yml
+	$(BIN)/python k8s/components/prometheus-rules/generate.py
+
+alerts-test: ## Check the alert rules and run their promtool unit tests (Debian's prometheus package)
+	promtool check rules compose/prometheus/alerts.yml && promtool test rules compose/prometheus/alerts_test.yml
 
 images: ## Build the project image and the Debian stand-ins for the official images (compose/offline-images.sh)
 	sh compose/offline-images.sh
