@@ -35,21 +35,30 @@ ensure_docker() {
 }
 
 write_secrets() {
-  [ -f "$env_file" ] && return 0
-  echo "==> writing $env_file with random secrets (keep it; never commit it)"
+  # Missing ones only: an existing file keeps its values (the volumes were made with
+  # them) and gains any secret a newer compose file asks for.
   umask 077
   python3 - "$env_file" <<'PY'
-import secrets, sys
-values = {
-    "SECRET_KEY": secrets.token_urlsafe(50),
-    "POSTGRES_PASSWORD": secrets.token_hex(16),
-    "RABBITMQ_PASSWORD": secrets.token_hex(16),
-    "REDIS_PASSWORD": secrets.token_hex(16),
-    "GRAFANA_ADMIN_PASSWORD": secrets.token_hex(16),
+import pathlib, secrets, sys
+path = pathlib.Path(sys.argv[1])
+makers = {
+    "SECRET_KEY": lambda: secrets.token_urlsafe(50),
+    "POSTGRES_PASSWORD": lambda: secrets.token_hex(16),
+    "RABBITMQ_PASSWORD": lambda: secrets.token_hex(16),
+    "REDIS_PASSWORD": lambda: secrets.token_hex(16),
+    "GRAFANA_ADMIN_PASSWORD": lambda: secrets.token_hex(16),
 }
-with open(sys.argv[1], "w") as env:
-    env.write("# compose/docker-compose.yml's secrets, made by `make compose-up`. Never commit.\n")
-    env.writelines(f"{key}={value}\n" for key, value in values.items())
+text = path.read_text() if path.exists() else (
+    "# compose/docker-compose.yml's secrets, made by `make compose-up`. Never commit.\n"
+)
+present = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line}
+missing = [key for key in makers if key not in present]
+if missing:
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += "".join(f"{key}={makers[key]()}\n" for key in missing)
+    path.write_text(text)
+    print(f"==> {path}: random values for {', '.join(missing)} (keep it; never commit it)")
 PY
 }
 
