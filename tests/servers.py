@@ -598,6 +598,16 @@ def preflight(mode: str, suites: list[str]) -> list[str]:
                 "no Docker engine answers and starting dockerd needs root: start it "
                 "(sudo systemctl start docker) or let sudo run it without a password"
             )
+        if not (shutil.which("chromium") or os.access("/usr/bin/chromium", os.X_OK)):
+            problems.append(
+                "Chromium is not installed (the status page is tested in a headless browser): "
+                f"{install} chromium"
+            )
+        if not shutil.which("prometheus"):
+            problems.append(
+                "Prometheus is not installed (the alert rules' promtool tests, the dashboard's "
+                f"queries): {install} prometheus"
+            )
         if not shutil.which("kubectl"):
             problems.append(
                 "`kubectl` is not installed (it renders the k8s/ overlays with "

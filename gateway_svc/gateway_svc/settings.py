@@ -22,6 +22,7 @@ INSTALLED_APPS = [
     # database; identity.models keeps ids (identity's migration 0002 moved its rows).
     "identity.apps.IdentityConfig",
     "proxy.apps.ProxyConfig",
+    "statuspage.apps.StatusPageConfig",
 ]
 ROOT_URLCONF = "gateway_svc.urls"
 WSGI_APPLICATION = "gateway_svc.wsgi.application"

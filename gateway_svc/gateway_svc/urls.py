@@ -1,8 +1,10 @@
 """URLs of the gateway (Django's part; the proxy path never gets here, see proxy/app.py)."""
 
+from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 from proxy.apis import GatewayStatusApi, MergedSchemaApi
+from statuspage.views import status_page_view
 
 from common.urls import service_urlpatterns
 from identity.apis import JwksApi
@@ -14,6 +16,8 @@ urlpatterns = [
     path("api/schema/", MergedSchemaApi.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("internal/status/", GatewayStatusApi.as_view(), name="gateway-status"),
+    # The operators' status page, inside the admin (staff only, the admin's login).
+    path("admin/status/", admin.site.admin_view(status_page_view), name="admin-status"),
     *service_urlpatterns(),
 ]
 

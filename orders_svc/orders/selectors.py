@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 
 from orders.domain import Order
 from orders.errors import OrderNotFound
-from orders.models import OrderEvent, OrderSummary
+from orders.models import OrderEvent, OrderSummary, Saga
 
 
 def order_events(*, order_id: UUID) -> list[Any]:
@@ -41,3 +41,16 @@ def order_summaries(*, customer_id: str | None) -> QuerySet[OrderSummary]:
     """Summaries for one customer, or everyone's (``None``: staff)."""
     summaries = OrderSummary.objects.all()
     return summaries if customer_id is None else summaries.filter(customer_id=customer_id)
+
+
+def saga_list_unfinished(*, limit: int = 50) -> list[Saga]:
+    """Sagas not done, those flagged for an operator first, then the oldest.
+
+    What ``manage.py saga_status`` prints, for callers across the network
+    (the gateway's status page) that cannot read this database.
+    """
+    return list(
+        Saga.objects.exclude(state=Saga.State.DONE).order_by("-needs_attention", "started_at")[
+            :limit
+        ]
+    )
