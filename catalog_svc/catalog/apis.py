@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from catalog.errors import CategoryNotFound, InvalidStockAdjustment, ProductNotFound
 from catalog.filters import ProductFilter
 from catalog.models import Category, Product
 from catalog.selectors import category_get, category_list, product_get, product_list
@@ -63,6 +64,8 @@ class ProductDetailApi(APIView):
     """One product, with a strong ETag; staff change or retire it."""
 
     permission_classes = [IsStaffOrReadOnly]
+    # For the OpenAPI document (common.schema): the refusals each operation can give.
+    domain_errors = (ProductNotFound,)
 
     def _product(self, request: Request, product_id: int) -> Product:
         return product_get(product_id=product_id, include_inactive=_is_staff(request))
@@ -97,6 +100,7 @@ class ProductStockApi(APIView):
     """Staff receive or write off units; reserved units cannot be written off."""
 
     permission_classes = [IsStaff]
+    domain_errors = (ProductNotFound, InvalidStockAdjustment)
 
     @extend_schema(request=StockAdjustSerializer, responses={200: StockSerializer})
     def post(self, request: Request, product_id: int) -> Response:
@@ -126,6 +130,7 @@ class CategoryListCreateApi(generics.ListCreateAPIView):
 
 class CategoryDetailApi(APIView):
     permission_classes = [IsStaffOrReadOnly]
+    domain_errors = (CategoryNotFound,)
 
     @extend_schema(responses={200: CategorySerializer})
     def get(self, request: Request, category_id: int) -> Response:

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import django_filters
 from django.db.models import Q, QuerySet
+from drf_spectacular.utils import extend_schema_field
 
 from catalog.models import Product
 from catalog.selectors import category_find, category_subtree_ids
+
+# django-filter refuses numbers above 1e50 before they reach the database; the schema says so.
+PriceBound = extend_schema_field({"type": "number", "maximum": 1e50})(django_filters.NumberFilter)
+
+_STOCK_SCHEMA = {
+    "type": "string",
+    "enum": ["true", "false", "1", "0", ""],
+    "description": "Has units available (true or false); empty: no filter.",
+}
+StockChoice = extend_schema_field(_STOCK_SCHEMA)(django_filters.TypedChoiceFilter)
 
 
 class ProductFilter(django_filters.FilterSet):
@@ -14,10 +25,11 @@ class ProductFilter(django_filters.FilterSet):
     category = django_filters.CharFilter(
         method="filter_category", label="Category id or slug (its subcategories included)"
     )
-    min_price = django_filters.NumberFilter(field_name="price", lookup_expr="gte")
-    max_price = django_filters.NumberFilter(field_name="price", lookup_expr="lte")
+    min_price = PriceBound(field_name="price", lookup_expr="gte")
+    max_price = PriceBound(field_name="price", lookup_expr="lte")
     # A choice, not a BooleanFilter: that one reads "maybe" as "no filter" instead of an error.
-    in_stock = django_filters.TypedChoiceFilter(
+    # Empty (``?in_stock=``, as an HTML form sends it) means no filter, like every filter here.
+    in_stock = StockChoice(
         choices=[(v, v) for v in ("true", "false", "1", "0")],
         coerce=lambda value: value in ("true", "1"),
         method="filter_in_stock",

@@ -49,6 +49,11 @@ class Product(TimeStampedModel):
         return f"{self.name} ({self.sku})"
 
 
+# The most units one product may have on hand: far below the column's 2**31 - 1, so no
+# adjustment or reservation arithmetic can overflow it.
+MAX_UNITS = 1_000_000_000
+
+
 class Stock(models.Model):
     """Units on hand and units held for orders; ``available = on_hand - reserved``."""
 

@@ -43,7 +43,10 @@ def category_get(*, category_id: int) -> Category:
 
 def category_find(*, id_or_slug: str) -> Category | None:
     """A category by id (digits) or by slug."""
-    lookup = {"pk": int(id_or_slug)} if id_or_slug.isdigit() else {"slug": id_or_slug}
+    # ASCII digits only: str.isdigit() also says yes to "¹" or "٣", which int() refuses
+    # or reads as another number.
+    numeric = id_or_slug.isascii() and id_or_slug.isdigit()
+    lookup = {"pk": int(id_or_slug)} if numeric else {"slug": id_or_slug}
     return Category.objects.filter(**lookup).first()
 
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from catalog.models import Category, Product
+from catalog.models import MAX_UNITS, Category, Product
 
 
 class CategorySerializer(serializers.ModelSerializer):
@@ -57,6 +57,7 @@ class ProductWriteSerializer(serializers.ModelSerializer):
     )
     on_hand = serializers.IntegerField(
         min_value=0,
+        max_value=MAX_UNITS,
         required=False,
         default=0,
         write_only=True,
@@ -80,7 +81,9 @@ class ProductUpdateSerializer(ProductWriteSerializer):
 
 class StockAdjustSerializer(serializers.Serializer):
     delta = serializers.IntegerField(
-        help_text="Units received (positive) or written off (negative)."
+        min_value=-MAX_UNITS,
+        max_value=MAX_UNITS,
+        help_text="Units received (positive) or written off (negative); not zero.",
     )
 
     def validate_delta(self, value: int) -> int:

@@ -20,7 +20,14 @@ from catalog.errors import (
     ReservationNotFound,
     ReservationStateConflict,
 )
-from catalog.models import Category, Product, Stock, StockReservation, StockReservationLine
+from catalog.models import (
+    MAX_UNITS,
+    Category,
+    Product,
+    Stock,
+    StockReservation,
+    StockReservationLine,
+)
 from catalog.selectors import reservation_get
 
 State = StockReservation.State
@@ -115,6 +122,12 @@ def stock_adjust(*, product: Product, delta: int) -> Stock:
     """
     stock = _locked_stock(product.pk)
     new_on_hand = stock.on_hand + delta
+    if new_on_hand > MAX_UNITS:
+        raise InvalidStockAdjustment(
+            f"Stock on hand would be {new_on_hand}, above the {MAX_UNITS} units a product "
+            "may have.",
+            errors={"delta": [f"Must be at most {MAX_UNITS - stock.on_hand}."]},
+        )
     if new_on_hand < stock.reserved:
         raise InvalidStockAdjustment(
             f"Stock on hand would be {new_on_hand}, below the {stock.reserved} units "

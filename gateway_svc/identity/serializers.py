@@ -1,5 +1,16 @@
 from rest_framework import serializers
 
+from common.schema import ProblemSerializer
+
+__all__ = [
+    "JwkSerializer",
+    "JwksSerializer",
+    "ProblemSerializer",
+    "RefreshSerializer",
+    "TokenObtainSerializer",
+    "TokenPairSerializer",
+]
+
 
 class TokenObtainSerializer(serializers.Serializer):
     email = serializers.CharField(max_length=254)
@@ -26,13 +37,3 @@ class JwkSerializer(serializers.Serializer):
 
 class JwksSerializer(serializers.Serializer):
     keys = JwkSerializer(many=True)
-
-
-class ProblemSerializer(serializers.Serializer):
-    """RFC 9457 problem details (``application/problem+json``), the shape of every error."""
-
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    code = serializers.CharField()

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.permissions import IsInternalService
+from common.schema_api import SchemaApi
 from proxy.openapi import merge, service_schema
 
 
 @extend_schema(exclude=True)
-class MergedSchemaApi(SpectacularAPIView):
+class MergedSchemaApi(SchemaApi):
     """``/api/schema/``: the whole system's OpenAPI document."""
 
     def get(self, request: Request, *args: object, **kwargs: object) -> Response:

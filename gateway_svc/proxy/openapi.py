@@ -71,6 +71,74 @@ def _rename_refs(document: dict[str, Any], renames: dict[str, str]) -> dict[str,
     return json.loads(text)
 
 
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "schema": {"type": "integer"},
+        "description": "Seconds to wait before trying again.",
+    }
+}
+# What the gateway itself answers, before or instead of the service (proxy/app.py,
+# proxy/upstreams.py, gateway_svc/deadlines.py), on every operation it proxies.
+_GATEWAY_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "401": (
+        "The gateway found no valid access token: a malformed Authorization header or an "
+        "invalid token (`authentication_failed`), or none where one is needed "
+        "(`not_authenticated`).",
+        {
+            "WWW-Authenticate": {
+                "schema": {"type": "string"},
+                "description": "The authentication scheme to use.",
+            }
+        },
+    ),
+    "408": (
+        "The request head or body took too long to arrive (`request_timeout`); the "
+        "connection is closed.",
+        {},
+    ),
+    "413": ("The request body is larger than the gateway accepts (`payload_too_large`).", {}),
+    "429": (
+        "Too many requests from this client or user (`too_many_requests`); see Retry-After.",
+        _RETRY_AFTER,
+    ),
+    "502": ("The service failed or answered something unusable (`bad_gateway`...).", {}),
+    "503": (
+        "The service is unavailable: no instance, its circuit breaker is open or its "
+        "bulkhead is full (`service_unavailable`, `service_busy`); Retry-After when known.",
+        _RETRY_AFTER,
+    ),
+    "504": ("The service did not answer in time (`gateway_timeout`).", {}),
+}
+# Only the deadlines apply to the gateway's own views (token endpoints, JWKS).
+_OWN_ANSWERS = ("408",)
+
+
+def _add_answers(operation: dict[str, Any], statuses: tuple[str, ...] | None = None) -> None:
+    """Document the gateway's own problem answers on one operation (the service's win)."""
+    responses = operation.setdefault("responses", {})
+    for status, (description, headers) in _GATEWAY_ANSWERS.items():
+        if statuses is not None and status not in statuses:
+            continue
+        if status in responses:
+            continue
+        response: dict[str, Any] = {"description": description, "content": _PROBLEM_CONTENT}
+        if headers:
+            response["headers"] = headers
+        responses[status] = response
+
+
+def _operations(paths: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        operation
+        for operations in paths.values()
+        for operation in operations.values()
+        if isinstance(operation, dict) and "responses" in operation
+    ]
+
+
 def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
     """The gateway's document with every reachable service's paths and components added."""
     merged = copy.deepcopy(own)
@@ -80,6 +148,8 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
         "description": "Every service's public API as the gateway serves it, in one document.",
     }
     paths = merged.setdefault("paths", {})
+    for operation in _operations(paths):
+        _add_answers(operation, _OWN_ANSWERS)
     components = merged.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     missing = []
@@ -107,6 +177,8 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
                 if isinstance(operation, dict) and "operationId" in operation:
                     operation["tags"] = [service]
                     operation["operationId"] = f"{service}_{operation['operationId']}"
+                if isinstance(operation, dict) and "responses" in operation:
+                    _add_answers(operation)
             paths[path] = operations
     if missing:
         merged["info"]["description"] += (

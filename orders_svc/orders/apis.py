@@ -10,7 +10,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from orders.domain import Order
-from orders.errors import OrderNotFound
+from orders.errors import (
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    OrderStateConflict,
+)
 from orders.models import OrderSummary
 from orders.selectors import order_get, order_summaries
 from orders.serializers import OrderSerializer, OrderSummarySerializer, PlaceOrderSerializer
@@ -27,6 +32,8 @@ def _visible_order(request: Request, order_id: str) -> Order:
 
 class OrderListCreateApi(generics.ListAPIView):
     serializer_class = OrderSummarySerializer
+    # For the OpenAPI document (common.schema): the refusals each operation can give.
+    domain_errors = {"POST": (IdempotencyKeyReused, ConcurrencyConflict)}
 
     def get_queryset(self) -> QuerySet[OrderSummary]:
         user = self.request.user
@@ -60,12 +67,16 @@ class OrderListCreateApi(generics.ListAPIView):
 
 
 class OrderDetailApi(APIView):
+    domain_errors = (OrderNotFound,)
+
     @extend_schema(responses={200: OrderSerializer})
     def get(self, request: Request, order_id: str) -> Response:
         return Response(OrderSerializer(_visible_order(request, order_id)).data)
 
 
 class OrderCancelApi(APIView):
+    domain_errors = (OrderNotFound, OrderStateConflict, ConcurrencyConflict)
+
     @extend_schema(request=None, responses={202: OrderSerializer})
     def post(self, request: Request, order_id: str) -> Response:
         _visible_order(request, order_id)

@@ -14,7 +14,7 @@ class LineInSerializer(serializers.Serializer):
 
 
 class PlaceOrderSerializer(serializers.Serializer):
-    lines = LineInSerializer(many=True, allow_empty=False, max_length=50)
+    lines = LineInSerializer(many=True, allow_empty=False, min_length=1, max_length=50)
 
     def validate_lines(self, lines: list[dict]) -> list[dict]:
         ids = [line["product_id"] for line in lines]

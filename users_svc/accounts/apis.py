@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.errors import CustomerNotFound, EmailTaken, InvalidCredentials, InvalidCreditLimit
 from accounts.models import Address, User
 from accounts.selectors import address_list, user_claims, user_get, user_list
 from accounts.serializers import (
@@ -44,6 +45,8 @@ class RegisterApi(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    # For the OpenAPI document (common.schema): the refusals each operation can give.
+    domain_errors = (EmailTaken,)
 
     @extend_schema(request=RegisterSerializer, responses={201: RegisteredSerializer})
     def post(self, request: Request) -> Response:
@@ -55,6 +58,8 @@ class RegisterApi(APIView):
 
 class MeApi(APIView):
     """The signed-in customer's profile and credit."""
+
+    domain_errors = (CustomerNotFound,)  # a valid token for an account since removed
 
     @extend_schema(responses={200: ProfileSerializer})
     def get(self, request: Request) -> Response:
@@ -125,6 +130,7 @@ class CustomerDetailApi(APIView):
     """Staff: one customer; set the credit limit or (de)activate the account."""
 
     permission_classes = [IsStaff]
+    domain_errors = {"GET": (CustomerNotFound,), "PATCH": (CustomerNotFound, InvalidCreditLimit)}
 
     @extend_schema(responses={200: CustomerSerializer})
     def get(self, request: Request, user_id: int) -> Response:
@@ -143,6 +149,7 @@ class CredentialsVerifyApi(APIView):
     """Internal: the gateway checks a login here and gets the claims for the tokens."""
 
     permission_classes = [IsInternalService]
+    domain_errors = (InvalidCredentials,)
 
     @extend_schema(request=CredentialsSerializer, responses={200: ClaimsSerializer})
     def post(self, request: Request) -> Response:
@@ -156,6 +163,7 @@ class CustomerSummaryApi(APIView):
     """Internal: what other services may know of a customer (token refresh, composition)."""
 
     permission_classes = [IsInternalService]
+    domain_errors = (CustomerNotFound,)
 
     @extend_schema(responses={200: CustomerSummarySerializer})
     def get(self, request: Request, user_id: int) -> Response:

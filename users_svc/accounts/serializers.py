@@ -53,6 +53,13 @@ class StaffCustomerUpdateSerializer(serializers.Serializer):
 
 
 class AddressSerializer(serializers.ModelSerializer):
+    country = serializers.RegexField(
+        r"^[A-Za-z]{2}$",
+        max_length=2,
+        help_text="ISO 3166-1 alpha-2 code, e.g. FR.",
+        error_messages={"invalid": "Use a two-letter ISO 3166-1 code, such as FR."},
+    )
+
     class Meta:
         model = Address
         fields = [
@@ -71,8 +78,6 @@ class AddressSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
     def validate_country(self, value: str) -> str:
-        if len(value) != 2 or not value.isalpha():
-            raise serializers.ValidationError("Use a two-letter ISO 3166-1 code, such as FR.")
         return value.upper()
 
 

@@ -379,7 +379,7 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
             "DEFAULT_PAGINATION_CLASS": "common.pagination.PageNumberPagination",
             "PAGE_SIZE": env.int("PAGE_SIZE", default=20),
-            "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+            "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
             "EXCEPTION_HANDLER": "common.problems.exception_handler",
             "TEST_REQUEST_DEFAULT_FORMAT": "json",
         },

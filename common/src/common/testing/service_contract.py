@@ -18,6 +18,9 @@ __all__ = [
     "test_admin_login_page_is_served",
     "test_health_answers_without_touching_dependencies",
     "test_metrics_are_exposed_for_prometheus",
+    "test_openapi_errors_are_problem_details",
+    "test_openapi_public_operations_need_no_token",
+    "test_openapi_request_bodies_are_json",
     "test_openapi_schema_is_served",
     "test_ready_checks_database_and_broker",
     "test_request_id_is_echoed_or_generated",
@@ -58,6 +61,48 @@ def test_openapi_schema_is_served(client: Client) -> None:
     assert schema["openapi"].startswith("3.")
     assert schema["info"]["version"] == "1.0.0"
     assert isinstance(schema["paths"], dict)
+
+
+def _operations(client: Client) -> list[tuple[str, str, dict]]:
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    schema = response.json()
+    assert "Problem" in schema["components"]["schemas"]
+    return [
+        (method.upper(), path, operation)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict) and "responses" in operation
+    ]
+
+
+def test_openapi_errors_are_problem_details(client: Client) -> None:
+    """Every operation documents some error, and every error is a ``Problem`` (common.schema)."""
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for method, path, operation in _operations(client):
+        errors = {code: r for code, r in operation["responses"].items() if code[0] in "45"}
+        assert errors, f"{method} {path} documents no error"
+        for code, response in errors.items():
+            assert response.get("content") == problem, f"{method} {path} {code}"
+        if operation.get("security") != [{}]:
+            assert "401" in errors, f"{method} {path} reads credentials but documents no 401"
+        if "requestBody" in operation:
+            assert {"400", "415"} <= set(errors), f"{method} {path}"
+
+
+@pytest.mark.django_db
+def test_openapi_public_operations_need_no_token(client: Client) -> None:
+    """An API read marked public (``{}`` among the security options) needs no token."""
+    for method, path, operation in _operations(client):
+        public = {} in operation.get("security", [{}])
+        if public and method == "GET" and path.startswith("/api/"):
+            answer = client.get(path.replace("{", "").replace("}", ""))
+            assert answer.status_code != 401, f"{method} {path}"
+
+
+def test_openapi_request_bodies_are_json(client: Client) -> None:
+    for _method, path, operation in _operations(client):
+        if "requestBody" in operation:
+            assert set(operation["requestBody"]["content"]) == {"application/json"}, path
 
 
 def test_swagger_ui_is_served_without_a_cdn(client: Client) -> None:
