@@ -2,6 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from common.testing.tokens import *  # noqa: F403 - token fixtures: make_token, staff_api, customer_api...
+from common.testing.tracing import spans  # noqa: F401 - in-memory spans of the session's provider
 
 
 @pytest.fixture

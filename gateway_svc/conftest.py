@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from common.auth import key_set
+from common.testing.tracing import spans  # noqa: F401 - in-memory spans of the session's provider
 from identity import keys
 
 

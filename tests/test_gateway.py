@@ -306,7 +306,7 @@ def test_a_request_id_is_made_when_the_client_sends_none(stack):
     assert response.json()["headers"]["x-request-id"] == made
     assert made in stack.gateway.log_path.read_text()  # in the gateway's log line
     started = response.json()["headers"]["traceparent"]  # and a trace is started
-    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", started)
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}", started)
     assert started[3:35] in stack.gateway.log_path.read_text()
 
 

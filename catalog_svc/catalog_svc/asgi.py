@@ -4,6 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from common.tracing import tracing_configure
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "catalog_svc.settings")
+# Before Django loads its middleware: the Django instrumentation adds its own.
+tracing_configure(service="catalog")
 
 application = get_asgi_application()

@@ -7,7 +7,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from common.tracing import tracing_configure
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_svc.settings")
+# Before Django loads its middleware: the Django instrumentation adds its own.
+tracing_configure(service="gateway")
 
 django_application = get_asgi_application()
 

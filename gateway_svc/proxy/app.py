@@ -19,9 +19,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
 from common.auth import InvalidToken, VerifiedTokens
-from common.observability import trace_continue
 from common.problems import problem
+from common.tracing import tracer
 from proxy import client
 from proxy.ratelimit import Decision
 from proxy.routes import Route
@@ -57,9 +60,11 @@ _REPLACED_UPSTREAM = frozenset(
         b"x-forwarded-for",
         b"x-forwarded-proto",
         b"x-forwarded-host",
-        b"traceparent",
     }
+    # The trace context (traceparent, tracestate, baggage): the gateway's span's goes up.
+    | {field.encode() for field in propagate.get_global_textmap().fields}
 )
+TRACE_FIELDS = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
 _PROBLEM = b"application/problem+json"
@@ -74,6 +79,43 @@ def request_id_accept(client_value: bytes | None) -> bytes:
 
 class ClientDisconnected(Exception):
     pass
+
+
+def server_span_start(scope: Scope, route: str, incoming: dict[str, str]) -> trace.Span:
+    """The gateway's SERVER span of one request, a child of the client's trace context.
+
+    Named by method and route prefix (``POST /api/orders/``): one name per
+    route, whatever ids the path holds.
+    """
+    method: str = scope["method"]
+    return tracer.start_span(
+        f"{method} {route}",
+        context=propagate.extract(incoming) if incoming else None,
+        kind=trace.SpanKind.SERVER,
+        attributes={
+            "http.request.method": method,
+            "http.route": route,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+        },
+    )
+
+
+def server_span_end(span: trace.Span, status: int, instance: str) -> None:
+    if span.is_recording():
+        span.set_attribute("http.response.status_code", status)
+        if instance != "-":
+            span.set_attribute("gateway.upstream.instance", instance)
+        if status >= 500:
+            span.set_status(trace.StatusCode.ERROR)
+    span.end()
+
+
+def trace_headers() -> dict[str, str]:
+    """The current span's trace context as headers for an upstream request."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 async def send_json(
@@ -244,8 +286,9 @@ class GatewayApp:
     ) -> None:
         started = time.perf_counter()
         method: str = scope["method"]
-        request_id = authorization = host = forwarded_for = content_length = traceparent = None
+        request_id = authorization = host = forwarded_for = content_length = None
         forwarded_proto = None
+        incoming_trace: dict[str, str] = {}
         connection_tokens: tuple[bytes, ...] = ()
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -260,13 +303,14 @@ class GatewayApp:
                 forwarded_proto = value
             elif name == b"content-length":
                 content_length = value
-            elif name == b"traceparent":
-                traceparent = value.decode("latin-1")
+            elif name in TRACE_FIELDS:
+                incoming_trace[name.decode()] = value.decode("latin-1")
             elif name == b"connection":
                 connection_tokens = tuple(t.strip().lower() for t in value.split(b","))
         request_id = request_id_accept(request_id)
-        # The gateway's hop of the client's trace, or the start of a new one.
-        traceparent = trace_continue(traceparent)
+        # The gateway's SERVER span: in the client's trace, or the start of a new one.
+        span = server_span_start(scope, route.prefix, incoming_trace)
+        span_token = otel_context.attach(trace.set_span_in_context(span))
         client_ip = runtime.client_ip(scope, forwarded_for)
         status = 500
         upstream_name = route.service
@@ -342,7 +386,7 @@ class GatewayApp:
                 client_ip,
                 host,
                 forwarded_for,
-                traceparent,
+                trace_headers(),
                 scheme=runtime.client_scheme(scope, forwarded_proto),
             )
             target = scope.get("raw_path") or path.encode()
@@ -366,11 +410,13 @@ class GatewayApp:
         except ClientDisconnected:
             status = 499
         finally:
+            otel_context.detach(span_token)
+            server_span_end(span, status, instance_id)
             runtime.request_done(
                 scope,
                 status=status,
                 request_id=request_id,
-                traceparent=traceparent,
+                span_context=span.get_span_context(),
                 upstream=upstream_name,
                 instance=instance_id,
                 client=client_ip,
@@ -385,7 +431,7 @@ class GatewayApp:
         client_ip: str,
         host: bytes | None,
         forwarded_for: bytes | None,
-        traceparent: str,
+        trace_fields: dict[str, str],
         scheme: str | None = None,
     ) -> list[tuple[str, str]]:
         headers = [
@@ -401,7 +447,7 @@ class GatewayApp:
         if host is not None:
             headers.append(("X-Forwarded-Host", host.decode("latin-1")))
         headers.append(("X-Request-ID", request_id.decode("latin-1")))
-        headers.append(("traceparent", traceparent))
+        headers.extend(trace_fields.items())
         return headers
 
     @staticmethod

@@ -14,14 +14,20 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
-from common.observability import trace_continue
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
 from identity.clients import service_token
 from proxy.app import (
+    TRACE_FIELDS,
     request_id_accept,
     send_json,
     send_problem,
     send_rate_limited,
     send_upstream_error,
+    server_span_end,
+    server_span_start,
+    trace_headers,
 )
 from proxy.upstreams import UpstreamError
 
@@ -72,17 +78,24 @@ class OrderDetailsComposer:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = request_id_accept(headers.get(b"x-request-id"))
-        incoming_trace = headers.get(b"traceparent")
-        traceparent = trace_continue(incoming_trace.decode("latin-1") if incoming_trace else None)
+        incoming = {
+            name.decode(): value.decode("latin-1")
+            for name, value in headers.items()
+            if name in TRACE_FIELDS
+        }
+        span = server_span_start(scope, "/api/orders/{id}/details/", incoming)
+        span_token = otel_context.attach(trace.set_span_in_context(span))
         status = 500
         try:
-            status = await self.answer(app, scope, send, headers, request_id, traceparent)
+            status = await self.answer(app, scope, send, headers, request_id, trace_headers())
         finally:
+            otel_context.detach(span_token)
+            server_span_end(span, status, "-")
             self.runtime.request_done(
                 scope,
                 status=status,
                 request_id=request_id,
-                traceparent=traceparent,
+                span_context=span.get_span_context(),
                 upstream="composition",
                 instance="-",
                 client=self.runtime.client_ip(scope, headers.get(b"x-forwarded-for")),
@@ -96,7 +109,7 @@ class OrderDetailsComposer:
         send: Send,
         headers: dict[bytes, bytes],
         request_id: bytes,
-        traceparent: str,
+        trace_fields: dict[str, str],
     ) -> int:
         """Send the composed answer (or a problem); return its status."""
         if scope["method"] != "GET":
@@ -132,7 +145,7 @@ class OrderDetailsComposer:
         caller = [
             ("Authorization", headers[b"authorization"].decode("latin-1")),
             ("X-Request-ID", request_id.decode("latin-1")),
-            ("traceparent", traceparent),
+            *trace_fields.items(),
             ("Accept", "application/json"),
             # As on the proxy path: behind TLS at the edge the services must not redirect.
             (
@@ -157,7 +170,7 @@ class OrderDetailsComposer:
         internal = [
             ("Authorization", f"Bearer {service_token.get()}"),
             ("X-Request-ID", request_id.decode("latin-1")),
-            ("traceparent", traceparent),
+            *trace_fields.items(),
             ("Accept", "application/json"),
         ]
         customer_id = order.get("customer_id")

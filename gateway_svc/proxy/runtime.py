@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
+from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from common.discovery import Discovery, discovery_from_settings
 from common.metrics import scrape_collector_register
-from common.observability import trace_id
 from proxy.client import UpstreamClient
 from proxy.ratelimit import LocalRateLimiter, RedisRateLimiter
 from proxy.routes import Route, routes_from_settings
@@ -127,16 +127,17 @@ class Runtime:
         *,
         status: int,
         request_id: bytes,
-        traceparent: str,
+        span_context: trace.SpanContext,
         upstream: str,
         instance: str,
         client: str,
         started: float,
     ) -> None:
-        """The access line (with the request id and trace) and the metrics of one request."""
+        """The access line (with the request id, trace and span) and the metrics of one request."""
         elapsed = time.perf_counter() - started
         if self.access_log:
             method, path = scope["method"], scope["path"]
+            traced = span_context.is_valid
             access_logger.info(
                 "%s %s %s",
                 method,
@@ -144,7 +145,8 @@ class Runtime:
                 status,
                 extra={
                     "request_id": request_id.decode("latin-1"),
-                    "trace_id": trace_id(traceparent),
+                    "trace_id": trace.format_trace_id(span_context.trace_id) if traced else "-",
+                    "span_id": trace.format_span_id(span_context.span_id) if traced else "-",
                     "method": method,
                     "path": path,
                     "status": status,

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.commands import BrokerUnreachable, broker_reachable, command_send
-from common.observability import current_traceparent, trace_continue, traceparent_var
+from common.tracing import trace_context_extract, traceparent_current, tracer
 from orders.domain import Order
 from orders.models import OrderEventType, OrderStatus, Saga
 from orders.selectors import order_get
@@ -89,7 +89,7 @@ def saga_place_start(*, order: Order) -> Saga:
         order_id=order.id,
         kind=Saga.Kind.PLACE,
         state=State.RESERVING_STOCK,
-        traceparent=current_traceparent(),
+        traceparent=traceparent_current(),
     )
     lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
     _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines)
@@ -103,7 +103,7 @@ def saga_cancel_start(*, order: Order) -> Saga:
     saga, created = Saga.objects.get_or_create(
         order_id=order.id,
         kind=Saga.Kind.CANCEL,
-        defaults={"state": State.CANCELLING, "traceparent": current_traceparent()},
+        defaults={"state": State.CANCELLING, "traceparent": traceparent_current()},
     )
     if created:
         _ask(saga, "stock_release", order_id=str(order.id))
@@ -239,12 +239,14 @@ def _deadline_passed(order_id: UUID, kind: str, now: Any) -> None:
     saga = Saga.objects.select_for_update().filter(order_id=order_id, kind=kind).first()
     if saga is None or saga.state == State.DONE or saga.deadline is None or saga.deadline >= now:
         return  # a reply came in meanwhile
-    # Resends and a timeout belong to the trace of the request that started the saga.
-    token = traceparent_var.set(trace_continue(saga.traceparent or None))
-    try:
+    # Resends and a timeout belong to the trace of the request that started the saga:
+    # a span of it (commands sent at commit take their context from here).
+    with tracer.start_as_current_span(
+        "saga deadline",
+        context=trace_context_extract({"traceparent": saga.traceparent}),
+        attributes={"order.id": str(order_id), "saga.kind": kind, "saga.state": saga.state},
+    ):
         _deadline_handle(saga, order_id)
-    finally:
-        traceparent_var.reset(token)
 
 
 def _deadline_handle(saga: Saga, order_id: UUID) -> None:

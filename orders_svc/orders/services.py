@@ -13,9 +13,10 @@ from uuid import UUID
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
+from opentelemetry import trace
 
 from common.events import event_data_validate, outbox_notify
-from common.observability import current_traceparent
+from common.tracing import traceparent_current
 from orders.domain import Order
 from orders.errors import ConcurrencyConflict, IdempotencyKeyReused, OrderStateConflict
 from orders.models import IdempotencyKey, OrderEvent, OrderEventType, OrderStatus, OrderSummary
@@ -39,6 +40,8 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
     """
     wire_data = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
     event_data_validate(event_type=type, data=wire_data)
+    # What the order's trace is found by in the tracing backend.
+    trace.get_current_span().set_attribute("order.id", str(order.id))
     try:
         # No savepoint: a version conflict fails the caller's whole transaction
         # anyway (nothing may be written on a stale order), and the savepoint's
@@ -49,7 +52,8 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
                 version=order.version + 1,
                 type=type,
                 data=wire_data,
-                traceparent=current_traceparent(),
+                # The span that appends it: the relay's and consumers' spans continue it.
+                traceparent=traceparent_current(),
             )
             outbox_notify()
     except IntegrityError:

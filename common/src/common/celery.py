@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 
-from common.observability import trace_continue, traceparent_var
+from common.tracing import tracing_configure
 
 
 def make_celery_app(*, service: str, settings_module: str) -> Celery:
@@ -18,32 +16,23 @@ def make_celery_app(*, service: str, settings_module: str) -> Celery:
     Every service's tasks go to its own queue (``task_default_queue`` is the
     service name), so a worker started with ``-Q <service>`` serves exactly
     that service.
+
+    A worker traces (``common.tracing``, as ``<service>-worker``): every task
+    runs in a CONSUMER span continuing the trace its message carries. Set up
+    when the worker starts, and again (a no-op unless the pool forked) in each
+    pool process.
     """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
     app = Celery(service)
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.autodiscover_tasks()
+
+    def _tracing_configure(**_: object) -> None:
+        tracing_configure(service=service, role="worker")
+
+    worker_init.connect(_tracing_configure, weak=False)
+    worker_process_init.connect(_tracing_configure, weak=False)
     return app
-
-
-@task_prerun.connect
-def _trace_continue(task: Any = None, **_: object) -> None:
-    """Run the task in the trace of whoever sent it (its ``traceparent`` header), as a new span."""
-    if task is None:
-        return
-    incoming = getattr(task.request, "traceparent", None)
-    task.request.trace_token = traceparent_var.set(
-        trace_continue(incoming if isinstance(incoming, str) else None)
-    )
-
-
-@task_postrun.connect
-def _trace_end(task: Any = None, **_: object) -> None:
-    token = getattr(task.request, "trace_token", None) if task is not None else None
-    if token is not None:
-        task.request.trace_token = None
-        with contextlib.suppress(ValueError):  # set in another context: nothing to undo here
-            traceparent_var.reset(token)
 
 
 @task_prerun.connect

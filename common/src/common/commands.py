@@ -29,9 +29,12 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
 
 from common.events.broker import broker_connect, broker_connection, broker_errors
-from common.observability import current_traceparent
+from common.tracing import trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
 
@@ -50,22 +53,45 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
 def command_send(*, service: str, task: str, **kwargs: Any) -> None:
     """Send ``task(**kwargs)`` to ``service``'s queue once the current transaction commits.
 
-    The message carries the trace context of the work that sends it
-    (``traceparent`` header), which the receiving worker continues.
+    The send is a span of the work that asks for it: the trace context is taken
+    now, since the commit may come after that work's own span has ended (the
+    saga's watchdog), and the message carries it to the receiving worker.
     """
     queue = settings.QUEUE_PREFIX + service
-    traceparent = current_traceparent()
+    sender = otel_context.get_current()
     transaction.on_commit(
-        lambda: command_publish(task=task, queue=queue, kwargs=kwargs, traceparent=traceparent)
+        lambda: command_publish(task=task, queue=queue, kwargs=kwargs, context=sender)
     )
 
 
 def command_publish(
-    *, task: str, queue: str, kwargs: dict[str, Any], traceparent: str = ""
+    *, task: str, queue: str, kwargs: dict[str, Any], context: Context | None = None
 ) -> bool:
-    """Publish now; False, logged, when the broker did not take it (nothing is raised)."""
+    """Publish now; False, logged, when the broker did not take it (nothing is raised).
+
+    Under a PRODUCER span (child of ``context``, default the current one) whose
+    W3C context goes in the message headers; the worker's CONSUMER span for
+    the task continues it (opentelemetry-instrumentation-celery).
+    """
     copies = 2 if getattr(settings, "CHAOS_DUPLICATE_DELIVERY", False) else 1
-    headers = {"traceparent": traceparent} if traceparent else None
+    with tracer.start_as_current_span(
+        f"{task} send",
+        context=context,
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "celery",
+            "messaging.destination.name": queue,
+            "messaging.operation.type": "send",
+            "celery.task_name": task,
+        },
+    ) as span:
+        return _command_publish(task=task, queue=queue, kwargs=kwargs, copies=copies, span=span)
+
+
+def _command_publish(
+    *, task: str, queue: str, kwargs: dict[str, Any], copies: int, span: trace.Span
+) -> bool:
+    headers = trace_context_inject() or None
     try:
         for _ in range(copies):
             current_app.send_task(
@@ -77,12 +103,14 @@ def command_publish(
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
     except (OperationalError, OSError) as error:  # what a down or lost broker raises
+        span.set_status(trace.StatusCode.ERROR, repr(error))
         logger.warning("Broker did not take %s for %s (%s); left to a resend", task, queue, error)
         return False
     except Exception:
         # Broad on purpose: the change this command follows is committed, and
         # no error here may undo the caller's success.
         logger.exception("Could not send %s to %s; left to a resend", task, queue)
+        span.set_status(trace.StatusCode.ERROR, "not sent")
         return False
     return True
 

@@ -1,12 +1,8 @@
-"""Request ids, W3C trace context and JSON log lines carrying service, request and trace ids.
+"""Request ids and JSON log lines carrying service, request, trace and span ids.
 
-Trace context (``traceparent``, https://www.w3.org/TR/trace-context/) is
-carried without a tracing SDK: the gateway starts a trace or continues the
-client's, every service continues it for the request it serves
-(``RequestIdMiddleware``), Celery commands and replies carry it in a message
-header (``common.celery``), events in their envelope, and every log line
-names the trace. Each hop gets a span id of its own, as the standard asks;
-an OpenTelemetry SDK, where one is installed, finds the same header.
+Traces are OpenTelemetry's (``common.tracing``): every log line written
+inside a span names its trace and span, so a trace found in the tracing
+backend leads to its log lines and back.
 """
 
 from __future__ import annotations
@@ -22,6 +18,8 @@ from datetime import UTC, datetime
 
 from django.http import HttpRequest, HttpResponse
 
+from common.tracing import trace_ids_current
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 # A client may pass its own id; anything odd is replaced rather than logged.
@@ -35,68 +33,18 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-# The W3C trace context (``traceparent``) of the work being done in this
-# context, or "". Events recorded here carry it, and an event consumer sets it
-# from the event it handles, so a trace follows a change across services even
-# before a tracing library fills it from incoming requests.
-traceparent_var: contextvars.ContextVar[str] = contextvars.ContextVar("traceparent", default="")
-_VALID_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-
-
-_INVALID_TRACE_ID = "0" * 32
-_INVALID_SPAN_ID = "0" * 16
-
-
-def traceparent_valid(value: str | None) -> bool:
-    """Well formed, version 00-compatible, and neither id all zeros (W3C trace context)."""
-    return bool(
-        value
-        and _VALID_TRACEPARENT.match(value)
-        and not value.startswith("ff")
-        and value[3:35] != _INVALID_TRACE_ID
-        and value[36:52] != _INVALID_SPAN_ID
-    )
-
-
-def current_traceparent() -> str:
-    """The ``traceparent`` known in this context if it is well formed, else ""."""
-    value = traceparent_var.get()
-    return value if traceparent_valid(value) else ""
-
-
-def trace_continue(incoming: str | None) -> str:
-    """The ``traceparent`` for work done here on behalf of ``incoming``.
-
-    The caller's trace with a new span id (its flags kept), or a new sampled
-    trace when the caller sent none or a malformed one.
-    """
-    if incoming is not None and traceparent_valid(incoming):
-        return f"00-{incoming[3:35]}-{os.urandom(8).hex()}-{incoming[53:55]}"
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
-
-
-def trace_id(traceparent: str) -> str:
-    """The trace id of a ``traceparent`` (``-`` for none): what log lines are searched by."""
-    return traceparent[3:35] if traceparent_valid(traceparent) else "-"
-
-
 def context_headers() -> dict[str, str]:
-    """Headers that carry this request's id and trace to a service it calls over HTTP."""
-    headers = {}
+    """Headers that carry this request's id to a service it calls over HTTP.
+
+    The trace context goes by itself: the httpx instrumentation adds it.
+    """
     if (request_id := current_request_id()) != "-":
-        headers[REQUEST_ID_HEADER] = request_id
-    if traceparent := current_traceparent():
-        headers["traceparent"] = trace_continue(traceparent)
-    return headers
+        return {REQUEST_ID_HEADER: request_id}
+    return {}
 
 
 class RequestIdMiddleware:
-    """Take ``X-Request-ID`` from the client or make one; echo it and log with it.
-
-    The request's trace context too: the caller's ``traceparent`` continued
-    (or a new trace), so events recorded and commands sent while serving the
-    request carry it.
-    """
+    """Take ``X-Request-ID`` from the client or make one; echo it and log with it."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -106,18 +54,19 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
-        trace_token = traceparent_var.set(trace_continue(request.META.get("HTTP_TRACEPARENT")))
         try:
             response = self.get_response(request)
         finally:
-            traceparent_var.reset(trace_token)
             request_id_var.reset(token)
         response[REQUEST_ID_HEADER] = request_id
         return response
 
 
 class LogContextFilter(logging.Filter):
-    """Stamp every record with the service name, the current request id and trace id."""
+    """Stamp every record with the service name, the current request id, trace id and span id.
+
+    The ids are the current OpenTelemetry span's (``-`` outside any span).
+    """
 
     def __init__(self, service: str = "-") -> None:
         super().__init__()
@@ -129,8 +78,12 @@ class LogContextFilter(logging.Filter):
             record, "request_id"
         ):  # a logger call may name it (the gateway's access log)
             record.request_id = current_request_id()
-        if not hasattr(record, "trace_id"):
-            record.trace_id = trace_id(traceparent_var.get())
+        if not hasattr(record, "trace_id"):  # the gateway's access line names its own
+            record.trace_id, span_id = trace_ids_current()
+            if not hasattr(record, "span_id"):
+                record.span_id = span_id
+        elif not hasattr(record, "span_id"):
+            record.span_id = "-"
         return True
 
 

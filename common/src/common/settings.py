@@ -259,6 +259,48 @@ def discovery_config(*, env: environ.Env) -> dict[str, Any]:
     }
 
 
+def observability_config(*, env: environ.Env, service: str) -> dict[str, Any]:
+    """Logging: JSON lines (``LOG_FORMAT=json``, or ``plain``) stamped with the service,
+    request, trace and span ids (common.observability), at ``LOG_LEVEL``.
+
+    Tracing is not a Django setting: ``common.tracing`` reads the standard
+    ``OTEL_*`` variables itself, in every process (web, worker, relay,
+    consumers, watchdog), the way every OpenTelemetry SDK does.
+    """
+    return {
+        "LOGGING": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": {
+                "context": {"()": "common.observability.LogContextFilter", "service": service}
+            },
+            "formatters": {
+                "json": {"()": "common.observability.JsonFormatter"},
+                "plain": {
+                    "format": "%(asctime)s %(levelname)s %(name)s "
+                    "[%(request_id)s %(trace_id)s %(span_id)s] %(message)s"
+                },
+            },
+            "handlers": {
+                "console": {
+                    "class": "logging.StreamHandler",
+                    "filters": ["context"],
+                    "formatter": env.str("LOG_FORMAT", default="json"),
+                }
+            },
+            "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+            "loggers": {
+                "django.db.backends": {"level": "INFO"},
+                "health_check": {"level": "ERROR"},
+                # On quorum queues Celery's workers set up native delayed delivery and
+                # warn at every start that our direct task exchanges cannot use it; we
+                # send no ETA/countdown tasks (Celery still warns if one is ever sent).
+                "kombu.transport.native_delayed_delivery": {"level": "ERROR"},
+            },
+        },
+    }
+
+
 def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
     """Every Django setting the services share, for the service named ``service``."""
     env = environ.Env()
@@ -281,7 +323,6 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         env=env, var_dir=var_dir, service=service
     )
     database = database_config(env=env, service=service, var_dir=var_dir)
-    log_level = env.str("LOG_LEVEL", default="INFO")
 
     return {
         "SERVICE_NAME": service,
@@ -419,38 +460,9 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         # sixth of a worker's time in a profile). Its own recycling is pushed out
         # of the way; common.celery applies CONN_MAX_AGE and health checks per task.
         "CELERY_DB_REUSE_MAX": env.int("CELERY_DB_REUSE_MAX", default=1_000_000),
-        # Workers log like every other process (JSON lines with service, request and
-        # trace ids, LOGGING below) instead of Celery replacing the root logger's setup.
+        # Workers log like every other process (JSON lines with service, request, trace
+        # and span ids: observability_config) instead of Celery replacing the root logger.
         "CELERY_WORKER_HIJACK_ROOT_LOGGER": False,
         **events_config(env=env, database_engine=database["ENGINE"]),
-        "LOGGING": {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "filters": {
-                "context": {"()": "common.observability.LogContextFilter", "service": service}
-            },
-            "formatters": {
-                "json": {"()": "common.observability.JsonFormatter"},
-                "plain": {
-                    "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(trace_id)s] "
-                    "%(message)s"
-                },
-            },
-            "handlers": {
-                "console": {
-                    "class": "logging.StreamHandler",
-                    "filters": ["context"],
-                    "formatter": env.str("LOG_FORMAT", default="json"),
-                }
-            },
-            "root": {"handlers": ["console"], "level": log_level},
-            "loggers": {
-                "django.db.backends": {"level": "INFO"},
-                "health_check": {"level": "ERROR"},
-                # On quorum queues Celery's workers set up native delayed delivery and
-                # warn at every start that our direct task exchanges cannot use it; we
-                # send no ETA/countdown tasks (Celery still warns if one is ever sent).
-                "kombu.transport.native_delayed_delivery": {"level": "ERROR"},
-            },
-        },
+        **observability_config(env=env, service=service),
     }

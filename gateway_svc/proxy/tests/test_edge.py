@@ -68,7 +68,7 @@ def test_upstreams_are_told_the_client_scheme():
             "10.0.0.2",
             None,
             None,
-            "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+            {"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"},
             scheme="https",
         )
     )

@@ -4,12 +4,14 @@ import asyncio
 import time
 
 import pytest
+from opentelemetry import trace
 
 import common.auth
 from common.auth import VerifiedTokens
 from common.discovery.static import StaticDiscovery
 from common.testing.tokens import *  # noqa: F403 - make_token for the verifier
-from proxy.app import GatewayApp
+from common.testing.tracing import traceparent_of
+from proxy.app import GatewayApp, server_span_end, server_span_start, trace_headers
 from proxy.client import UpstreamClient, should_retire
 from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
@@ -172,6 +174,7 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
             (b"x-forwarded-for", b"203.0.113.9"),
             (b"content-length", b"3"),
             (b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            (b"tracestate", b"client=1"),
         ],
     }
     gateway_span = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
@@ -183,7 +186,7 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
             "10.0.0.2",
             b"shop.example",
             b"203.0.113.9",
-            gateway_span,
+            {"traceparent": gateway_span},
         )
     )
     assert headers == {
@@ -192,8 +195,35 @@ def test_hop_by_hop_and_connection_listed_headers_are_not_forwarded():
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "shop.example",
         "X-Request-ID": "rid-1",
-        "traceparent": gateway_span,  # the client's replaced by the gateway's own hop
+        "traceparent": gateway_span,  # the client's replaced by the gateway's own span
     }
+
+
+def test_the_gateway_serves_a_request_in_a_server_span_of_the_clients_trace(spans):
+    scope = {"method": "POST", "path": "/api/orders/", "scheme": "https"}
+    client = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    span = server_span_start(scope, "/api/orders/", {"traceparent": client})
+    with trace.use_span(span):
+        upstream = trace_headers()
+    server_span_end(span, 202, "orders-1")
+
+    served = spans.named("POST /api/orders/")
+    assert served.kind == trace.SpanKind.SERVER
+    assert f"{served.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert f"{served.parent.span_id:016x}" == "b7ad6b7169203331"
+    assert served.attributes["http.response.status_code"] == 202
+    assert upstream == {"traceparent": traceparent_of(served)}
+
+
+def test_a_request_without_a_trace_starts_one_and_a_5xx_is_an_error(spans):
+    scope = {"method": "GET", "path": "/api/catalog/products/"}
+
+    server_span_end(server_span_start(scope, "/api/catalog/", {}), 503, "-")
+
+    served = spans.named("GET /api/catalog/")
+    assert served.parent is None
+    assert served.status.status_code == trace.StatusCode.ERROR
 
 
 def test_merge_keeps_each_service_under_its_prefix_and_renames_clashing_components():

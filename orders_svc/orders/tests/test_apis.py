@@ -1,7 +1,10 @@
 import uuid
 
 import pytest
+from opentelemetry import trace
+from opentelemetry.instrumentation.django import DjangoInstrumentor
 
+from common.testing.tracing import traceparent_of
 from orders.models import OrderEvent, OrderSummary
 from orders.selectors import order_get
 from orders.services import LineRequest, order_place
@@ -24,14 +27,27 @@ def test_placing_an_order_answers_202_pending(as_customer):
     assert [h["type"] for h in body["history"]] == ["order.placed"]
 
 
-def test_the_order_events_carry_the_trace_of_the_request_that_placed_it(as_customer):
+@pytest.fixture
+def django_traced():
+    """Django's OpenTelemetry middleware in place, as ``common.tracing`` sets it up in a service."""
+    instrumentor = DjangoInstrumentor()
+    instrumentor.instrument()
+    yield
+    instrumentor.uninstrument()
+
+
+def test_the_order_events_carry_the_trace_of_the_request_that_placed_it(
+    django_traced, as_customer, spans
+):
     caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     traced = as_customer(1001).post(ORDERS, BODY, HTTP_TRACEPARENT=caller)
     untraced = as_customer(1001).post(ORDERS, BODY)
 
+    served, _ = (span for span in spans.all() if span.kind == trace.SpanKind.SERVER)
+    assert f"{served.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert served.attributes["order.id"] == traced.json()["id"]
     placed = OrderEvent.objects.get(order_id=traced.json()["id"]).traceparent
-    assert placed.startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
-    assert placed != caller  # the service's own span of the trace
+    assert placed == traceparent_of(served)  # the service's own span of the client's trace
     started = OrderEvent.objects.get(order_id=untraced.json()["id"]).traceparent
     assert len(started) == 55
     assert "4bf92f3577b34da6a3ce929d0e0e4736" not in started

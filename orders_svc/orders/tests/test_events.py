@@ -13,14 +13,14 @@ from kombu import Connection, Exchange, Queue
 from common.events import InvalidEventData, event_parse
 from common.events.broker import events_exchange
 from common.events.relay import OutboxRelay
-from common.observability import traceparent_var
+from common.testing.tracing import traceparent_of
+from common.tracing import tracer
 from orders.models import OrderEvent, OrderEventType
 from orders.selectors import order_get
 from orders.services import LineRequest, order_append, order_place
 from orders.tests.test_services import approve
 
 BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @pytest.fixture
@@ -88,12 +88,9 @@ def test_the_relay_publishes_order_events_from_the_event_store_in_order(observed
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_event_carries_the_trace_of_the_request_that_appended_it(observed):
-    token = traceparent_var.set(TRACEPARENT)
-    try:
+def test_an_event_carries_the_trace_of_the_request_that_appended_it(observed, spans):
+    with tracer.start_as_current_span("request"):
         order_place(customer_id="42", lines=[LineRequest(1, 1)])
-    finally:
-        traceparent_var.reset(token)
     relay = OutboxRelay()
     try:
         relay.relay_pending()
@@ -101,8 +98,10 @@ def test_an_event_carries_the_trace_of_the_request_that_appended_it(observed):
         relay.close()
 
     (message,) = observed()
-    assert json.loads(message.body)["trace"] == {"traceparent": TRACEPARENT}
-    assert message.headers["traceparent"] == TRACEPARENT
+    request, published = spans.named("request"), spans.named("order.placed publish")
+    assert json.loads(message.body)["trace"] == {"traceparent": traceparent_of(request)}
+    assert published.parent.span_id == request.context.span_id
+    assert message.headers["traceparent"] == traceparent_of(published)
 
 
 @pytest.mark.django_db

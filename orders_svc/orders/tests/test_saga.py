@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from common.observability import current_traceparent, trace_id, traceparent_var
+from common.testing.tracing import traceparent_of
+from common.tracing import traceparent_current, tracer
 from orders.models import OrderEvent, OrderStatus, Saga
 from orders.saga import saga_deadlines_check, saga_reply
 from orders.selectors import order_events, order_get
@@ -129,29 +130,30 @@ def test_a_late_reply_is_asked_again_then_the_order_times_out(sent, settings):
     assert order_get(order_id=order_id).version == order.version  # rejected once only
 
 
-def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(monkeypatch, settings):
+def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(
+    monkeypatch, settings, spans
+):
     settings.SAGA_MAX_ATTEMPTS = 1
     traced: list[tuple[str, str]] = []
     monkeypatch.setattr(
         "orders.saga.command_send",
-        lambda *, service, task, **kwargs: traced.append((task, current_traceparent())),
+        lambda *, service, task, **kwargs: traced.append((task, traceparent_current())),
     )
-    placing = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    token = traceparent_var.set(placing)
-    try:
+    with tracer.start_as_current_span("placing"):
         order_id = place()
-    finally:
-        traceparent_var.reset(token)
     later = timezone.now() + timedelta(hours=1)
 
     saga_deadlines_check(now=later)  # resend
     saga_deadlines_check(now=later + timedelta(hours=1))  # gives up: timeout, release
 
+    placing = spans.named("placing").context
+    passes = [span for span in spans.all() if span.name == "saga deadline"]
     assert [task for task, _ in traced] == ["catalog.stock_reserve"] * 2 + ["catalog.stock_release"]
-    assert all(trace_id(parent) == trace_id(placing) for _, parent in traced)
-    assert len({parent for _, parent in traced[1:]}) == 2  # each watchdog pass a span of its own
+    assert [parent for _, parent in traced[1:]] == [traceparent_of(span) for span in passes]
+    assert all(span.parent.span_id == placing.span_id for span in passes)
+    assert all(span.attributes["order.id"] == order_id for span in passes)
     rejected = OrderEvent.objects.get(order_id=order_id, type="order.rejected")
-    assert trace_id(rejected.traceparent) == trace_id(placing)
+    assert rejected.traceparent == traceparent_of(passes[1])
 
 
 def test_a_failing_compensation_is_retried_and_flagged(sent):

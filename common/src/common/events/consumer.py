@@ -43,6 +43,7 @@ from django.utils.module_loading import import_string
 from kombu import Connection, Consumer, Producer
 from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.message import Message
+from opentelemetry import trace
 
 from common.events.broker import (
     HEADER_ATTEMPTS,
@@ -63,8 +64,8 @@ from common.events.broker import (
 )
 from common.events.envelope import Event, EventError, event_parse
 from common.events.models import InboxMessage
-from common.observability import traceparent_var
 from common.quorum import connection_is_rabbitmq
+from common.tracing import trace_context_extract, tracer
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,43 @@ class EventConsumer:
         except EventError as exc:
             logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
             return dead_letter(f"invalid event: {_reason(exc)}", 0)
+        with self._span(event, headers) as span:
+            outcome = self._handle(event, dead_letter)
+            span.set_attribute("event.outcome", outcome.value)
+            if outcome is Outcome.DEAD_LETTERED:
+                span.set_status(trace.StatusCode.ERROR, "dead-lettered")
+            return outcome
+
+    def _span(self, event: Event, headers: Mapping[str, Any] | None) -> Any:
+        """The CONSUMER span handling ``event``: a child of the span that recorded it.
+
+        Its parent is the envelope's ``trace``, so the handler's work (and every
+        event or command it sends) joins the trace of the change that caused the
+        event; it links to the relay's PRODUCER span that the message headers name.
+        """
+        published = trace.get_current_span(
+            trace_context_extract(
+                {key: value for key, value in (headers or {}).items() if isinstance(value, str)}
+            )
+        ).get_span_context()
+        return tracer.start_as_current_span(
+            f"{event.type} process",
+            context=trace_context_extract(event.trace),
+            kind=trace.SpanKind.CONSUMER,
+            links=[trace.Link(published)] if published.is_valid else None,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.queue_name,
+                "messaging.message.id": event.id,
+                "event.type": event.type,
+                "event.subject": event.subject,
+                "event.source": event.source,
+            },
+        )
+
+    def _handle(self, event: Event, dead_letter: Callable[[str, int], Outcome]) -> Outcome:
+        """Run the handlers with retries; the event is valid and its span is current."""
         handlers = self.handlers_for(event.type)
         if not handlers:
             logger.warning(
@@ -250,7 +288,6 @@ class EventConsumer:
     def _apply(self, event: Event, handlers: list[Handler]) -> bool:
         """Inbox row and handlers in one transaction; False if the event was handled before."""
         inserted = False
-        token = traceparent_var.set(event.traceparent)
         try:
             with transaction.atomic(using=self.using):
                 InboxMessage.objects.using(self.using).create(
@@ -263,8 +300,6 @@ class EventConsumer:
             if inserted:
                 raise  # the handler's own integrity error: a failure like any other
             return False  # the unique (consumer, message_id) row exists: already handled
-        finally:
-            traceparent_var.reset(token)
         return True
 
     def _database_down(self) -> bool:

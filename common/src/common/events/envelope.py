@@ -6,6 +6,10 @@ Every event on the wire is one JSON object::
      "time": "2026-11-22T10:00:00.123456+00:00", "subject": "<aggregate id>",
      "trace": {"traceparent": "00-..."}, "data": {...}}
 
+``trace`` holds the W3C trace context of the span that recorded the event
+(written by the OpenTelemetry propagator, ``common.tracing``); empty when
+nothing was tracing.
+
 Services share no code, so each one registers, in code, the JSON schema of
 every event type it produces or consumes (``register_event_type``; the
 producer's and consumers' copies are the contract). Producers validate before
@@ -76,10 +80,6 @@ class Event:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
-
-    @property
-    def traceparent(self) -> str:
-        return self.trace.get("traceparent", "")
 
     @classmethod
     def from_dict(cls, raw: Any) -> Event:

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from common.events.envelope import Event, event_data_validate
 from common.events.models import OutboxMessage, OutboxRecord
-from common.observability import current_traceparent
+from common.tracing import trace_context_inject
 
 _SUBJECT_MAX_LENGTH = OutboxMessage._meta.get_field("subject").max_length
 
@@ -88,7 +88,6 @@ def event_record(
     wire_data = json.loads(json.dumps(dict(data), cls=DjangoJSONEncoder))
     event_data_validate(event_type=type, data=wire_data)
     created_at = _creation_time()
-    traceparent = current_traceparent()
     event = Event(
         id=str(uuid.uuid4()),
         type=type,
@@ -96,7 +95,9 @@ def event_record(
         time=created_at.isoformat(timespec="microseconds"),
         subject=subject,
         data=wire_data,
-        trace={"traceparent": traceparent} if traceparent else {},
+        # The span of the work that records it, as the propagator writes it: the
+        # relay's PRODUCER and every consumer's CONSUMER span continue it.
+        trace=trace_context_inject(),
     )
     OutboxMessage.objects.using(using).create(
         id=event.id,

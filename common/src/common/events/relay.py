@@ -43,6 +43,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu import Connection, Producer
 from kombu.entity import PERSISTENT_DELIVERY_MODE
+from opentelemetry import trace
 from psycopg2 import sql
 
 from common.events.broker import (
@@ -55,6 +56,7 @@ from common.events.broker import (
 )
 from common.events.models import OutboxRecord
 from common.events.outbox import notify_channel, outbox_model
+from common.tracing import trace_context_extract, trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
 
@@ -178,23 +180,43 @@ class OutboxRelay:
         self._producer = None
 
     def _publish(self, producer: Producer, row: OutboxRecord) -> None:
+        """Publish one row under a PRODUCER span in the trace of the work that recorded it.
+
+        The span's parent is the envelope's ``trace`` (the recording transaction's
+        span, so the publish shows in that trace however late the relay runs); the
+        message's headers carry the PRODUCER span itself, which consumers link to.
+        """
         envelope = row.outbox_envelope()
-        traceparent = envelope.get("trace", {}).get("traceparent")
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
-        for _ in range(self.copies):
-            producer.publish(
-                body,
-                routing_key=envelope["type"],
-                content_type="application/json",
-                content_encoding="utf-8",
-                delivery_mode=PERSISTENT_DELIVERY_MODE,
-                message_id=envelope["id"],
-                type=envelope["type"],
-                app_id=envelope.get("source", ""),
-                headers={"traceparent": traceparent} if traceparent else {},
-                timeout=PUBLISH_TIMEOUT_SECONDS,
-                confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
-            )
+        with tracer.start_as_current_span(
+            f"{envelope['type']} publish",
+            context=trace_context_extract(envelope.get("trace")),
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": settings.EVENT_EXCHANGE,
+                "messaging.rabbitmq.destination.routing_key": envelope["type"],
+                "messaging.message.id": envelope["id"],
+                "event.type": envelope["type"],
+                "event.subject": envelope.get("subject", ""),
+            },
+        ):
+            headers = trace_context_inject()
+            for _ in range(self.copies):
+                producer.publish(
+                    body,
+                    routing_key=envelope["type"],
+                    content_type="application/json",
+                    content_encoding="utf-8",
+                    delivery_mode=PERSISTENT_DELIVERY_MODE,
+                    message_id=envelope["id"],
+                    type=envelope["type"],
+                    app_id=envelope.get("source", ""),
+                    headers=headers,
+                    timeout=PUBLISH_TIMEOUT_SECONDS,
+                    confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+                )
 
     # --- one batch --------------------------------------------------------------
 

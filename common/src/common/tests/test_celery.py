@@ -1,18 +1,20 @@
-"""Celery workers keep their database connection between tasks, as gunicorn between requests."""
+"""Celery workers keep their database connection between tasks, as gunicorn between requests,
+and run every task in a span of the trace that sent it."""
 
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import pytest
 from celery.app.task import Context
 from celery.fixups.django import DjangoWorkerFixup
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from django.db import connection
+from opentelemetry import trace
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
+import common.celery
 from common.celery import make_celery_app
-from common.observability import trace_id, traceparent_var
 
 
 @pytest.mark.django_db(transaction=True)
@@ -38,26 +40,36 @@ def test_the_django_fixup_no_longer_closes_the_connection_after_every_task():
         fixup.close_database()
 
 
-def test_a_task_runs_in_its_senders_trace_as_a_new_span_and_leaves_no_trace_behind():
+def test_a_worker_sets_up_tracing_as_the_services_worker_when_it_starts(monkeypatch):
+    calls = []
+    monkeypatch.setattr(common.celery, "tracing_configure", lambda **kwargs: calls.append(kwargs))
+    make_celery_app(service="probe", settings_module="common.tests.settings")
+
+    worker_init.send(sender=None)
+    assert {"service": "probe", "role": "worker"} in calls
+    calls.clear()
+    worker_process_init.send(sender=None)  # a forked pool process: asked again (a no-op there)
+    assert {"service": "probe", "role": "worker"} in calls
+
+
+class ProbeTask:
+    name = "probe.do"
+
+
+def test_a_task_runs_in_a_consumer_span_continuing_its_senders_trace(spans):
     sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    task = SimpleNamespace(request=Context(traceparent=sender))
-    seen = []
+    task = ProbeTask()
+    task.request = Context(id="t-1", traceparent=sender)
+    instrumentor = CeleryInstrumentor()
+    instrumentor.instrument()
+    try:
+        task_prerun.send(sender=task, task_id="t-1", task=task)
+        task_postrun.send(sender=task, task_id="t-1", task=task)
+    finally:
+        instrumentor.uninstrument()
 
-    task_prerun.send(sender=None, task=task)
-    seen.append(traceparent_var.get())
-    task_postrun.send(sender=None, task=task)
-
-    assert seen[0].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
-    assert seen[0] != sender  # a span of its own
-    assert seen[0].endswith("-01")
-    assert traceparent_var.get() == ""
-
-
-def test_a_task_sent_without_a_trace_starts_one():
-    task = SimpleNamespace(request=Context())
-
-    task_prerun.send(sender=None, task=task)
-    started = traceparent_var.get()
-    task_postrun.send(sender=None, task=task)
-
-    assert trace_id(started) != "-"
+    run = spans.named("run/probe.do")
+    assert run.kind == trace.SpanKind.CONSUMER
+    assert f"{run.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert f"{run.parent.span_id:016x}" == "00f067aa0ba902b7"
+    assert not trace.get_current_span().get_span_context().is_valid  # nothing left behind

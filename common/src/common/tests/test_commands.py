@@ -19,9 +19,11 @@ import pytest
 from celery import Celery, current_app
 from django.db import transaction
 from kombu import Connection
+from opentelemetry import trace
 
 from common.commands import broker_reachable, command_publish, command_send
-from common.observability import traceparent_var
+from common.testing.tracing import traceparent_of
+from common.tracing import tracer
 
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -113,19 +115,20 @@ def test_a_command_reaches_the_receivers_queue_once_its_transaction_commits(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_command_carries_the_trace_of_the_work_that_sent_it(queue, celery_up, settings):
+def test_a_command_is_sent_in_a_producer_span_of_the_work_that_asked_for_it(
+    queue, celery_up, settings, spans
+):
     settings.CHAOS_DUPLICATE_DELIVERY = False
-    sender = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-    token = traceparent_var.set(sender)
-    try:
-        with transaction.atomic():
-            command_send(service="svc", task="svc.do", order_id="o-1")
-    finally:
-        traceparent_var.reset(token)
+    with transaction.atomic(), tracer.start_as_current_span("work"):
+        command_send(service="svc", task="svc.do", order_id="o-1")
+    # committed (and sent) after the work's span ended, as the saga's watchdog does
     headers: list[dict] = []
 
     assert received(queue, headers=headers) == [("svc.do", {"order_id": "o-1"})]
-    assert headers[0]["traceparent"] == sender
+    work, sent = spans.named("work"), spans.named("svc.do send")
+    assert sent.kind == trace.SpanKind.PRODUCER
+    assert sent.parent.span_id == work.context.span_id
+    assert headers[0]["traceparent"] == traceparent_of(sent)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -26,6 +26,7 @@ from django.core.management import CommandError, call_command
 from django.db import OperationalError, transaction
 from kombu import Connection, Exchange, Producer, Queue
 from kombu.message import Message
+from opentelemetry import trace
 
 from common.events import (
     Event,
@@ -44,12 +45,12 @@ from common.events.models import InboxMessage, OutboxMessage
 from common.events.outbox import outbox_model
 from common.events.relay import OutboxRelay, PublishFailed
 from common.filesystem_broker import transport_for
-from common.observability import traceparent_var
 from common.settings import broker_config
+from common.testing.tracing import traceparent_of
 from common.tests import event_handlers
+from common.tracing import tracer
 
 TEST_BROKER_URL = os.environ.get("TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @dataclass
@@ -294,20 +295,22 @@ def test_handler_patterns_match_like_amqp_topics(pattern, key, matches):
 
 
 @pytest.mark.django_db
-def test_the_envelope_says_who_what_when_and_carries_the_trace(settings):
+def test_the_envelope_says_who_what_when_and_carries_the_trace(settings, spans):
     settings.SERVICE_NAME = "catalog"
-    token = traceparent_var.set(TRACEPARENT)
-    try:
+    with tracer.start_as_current_span("work"):
         event = record(subject="p-7", n=2)
-    finally:
-        traceparent_var.reset(token)
 
     row = OutboxMessage.objects.get(id=event.id)
     assert row.envelope == event.to_dict()
     assert (event.source, event.subject, event.type) == ("catalog", "p-7", "test.ping")
-    assert event.trace == {"traceparent": TRACEPARENT}
+    assert event.trace == {"traceparent": traceparent_of(spans.named("work"))}
     assert event.time.endswith("+00:00")
     assert row.published_at is None
+
+
+@pytest.mark.django_db
+def test_an_event_recorded_outside_any_span_carries_no_trace():
+    assert record().trace == {}
 
 
 @pytest.mark.django_db
@@ -486,6 +489,30 @@ def test_a_recorded_event_reaches_its_handler_through_relay_and_queue(broker):
     assert InboxMessage.objects.filter(message_id=event.id, consumer=consumer.queue_name).exists()
     pong = OutboxMessage.objects.get(type="test.pong")
     assert pong.envelope["data"] == {"ping": event.id}
+
+
+@pytest.mark.django_db
+def test_publishing_and_handling_are_spans_of_the_trace_that_recorded_the_event(rabbitmq, spans):
+    rabbitmq.declare_consumer_queues()
+    with tracer.start_as_current_span("work"):
+        event = record(subject="p-7", n=5)
+    relay_all()
+
+    consume()
+
+    work = spans.named("work")
+    published, handled = spans.named("test.ping publish"), spans.named("test.ping process")
+    assert published.kind == trace.SpanKind.PRODUCER
+    assert published.parent.span_id == work.context.span_id
+    assert handled.kind == trace.SpanKind.CONSUMER
+    assert handled.parent.span_id == work.context.span_id  # the envelope's context
+    assert [link.context.span_id for link in handled.links] == [published.context.span_id]
+    assert handled.attributes["messaging.message.id"] == event.id
+    assert handled.attributes["event.subject"] == "p-7"
+    assert handled.attributes["event.outcome"] == "handled"
+    # what the handler recorded continues the trace from the CONSUMER span
+    pong = OutboxMessage.objects.get(type="test.pong")
+    assert pong.envelope["trace"] == {"traceparent": traceparent_of(handled)}
 
 
 @pytest.mark.django_db

@@ -22,12 +22,9 @@ from common.observability import (
     LogContextFilter,
     context_headers,
     request_id_var,
-    trace_continue,
-    trace_id,
-    traceparent_valid,
-    traceparent_var,
 )
 from common.settings import broker_config, database_config, service_defaults
+from common.tracing import tracer
 
 
 def test_etag_ignores_key_order_but_not_values():
@@ -193,60 +190,40 @@ def test_ensure_admin_creates_then_updates_one_staff_user():
     assert users[0].check_password("two")
 
 
-CLIENT_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+def log_line(**extra: str) -> dict:
+    record = logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t", **extra})
+    LogContextFilter(service="orders").filter(record)
+    return json.loads(JsonFormatter().format(record))
 
 
-def test_a_trace_is_continued_with_a_span_of_our_own():
-    continued = trace_continue(CLIENT_TRACE)
+def test_log_lines_carry_the_trace_and_span_ids_of_the_current_span(spans):
+    with tracer.start_as_current_span("work") as span:
+        line = log_line()
 
-    assert trace_id(continued) == "0af7651916cd43dd8448eb211c80319c"
-    assert continued[36:52] != "b7ad6b7169203331"
-    assert continued.endswith("-00")  # the caller's sampling decision is kept
-
-
-@pytest.mark.parametrize(
-    "incoming",
-    [
-        None,
-        "",
-        "garbage",
-        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # zero trace id
-        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # zero span id
-        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # forbidden version
-        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
-    ],
-)
-def test_a_missing_or_malformed_trace_starts_a_new_one(incoming):
-    started = trace_continue(incoming)
-
-    assert traceparent_valid(started)
-    assert trace_id(started) not in ("-", "0af7651916cd43dd8448eb211c80319c")
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert line["span_id"] == f"{span.get_span_context().span_id:016x}"
 
 
-def test_log_lines_carry_the_trace_id():
-    record = logging.makeLogRecord({"msg": "x", "levelname": "INFO", "name": "t"})
-    token = traceparent_var.set(CLIENT_TRACE)
-    try:
-        LogContextFilter(service="orders").filter(record)
-    finally:
-        traceparent_var.reset(token)
+def test_log_lines_outside_any_span_say_so():
+    line = log_line()
 
-    assert json.loads(JsonFormatter().format(record))["trace_id"] == (
-        "0af7651916cd43dd8448eb211c80319c"
-    )
+    assert (line["trace_id"], line["span_id"]) == ("-", "-")
 
 
-def test_calls_to_other_services_carry_the_request_id_and_the_trace():
+def test_a_trace_id_the_logger_was_given_is_kept():
+    line = log_line(trace_id="0af7651916cd43dd8448eb211c80319c")  # the gateway's access line
+
+    assert (line["trace_id"], line["span_id"]) == ("0af7651916cd43dd8448eb211c80319c", "-")
+
+
+def test_calls_to_other_services_carry_the_request_id():
     assert context_headers() == {}  # outside a request: nothing to carry
 
     request_token = request_id_var.set("req-7")
-    trace_token = traceparent_var.set(CLIENT_TRACE)
     try:
         headers = context_headers()
     finally:
-        traceparent_var.reset(trace_token)
         request_id_var.reset(request_token)
 
-    assert headers["X-Request-ID"] == "req-7"
-    assert trace_id(headers["traceparent"]) == trace_id(CLIENT_TRACE)
-    assert headers["traceparent"] != CLIENT_TRACE  # the call is a span of its own
+    # The trace context is the httpx instrumentation's to add.
+    assert headers == {"X-Request-ID": "req-7"}

@@ -5,10 +5,12 @@ import signal
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
 from common.commands import BrokerUnreachable
+from common.tracing import tracing_configure
 from orders.saga import saga_deadlines_check
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Check once and exit.")
 
     def handle(self, *args: Any, interval: float, once: bool, **options: Any) -> None:
+        tracing_configure(service=settings.SERVICE_NAME, role="watchdog")
         running = True
         broker_down = False
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.events.broker import broker_connect, broker_connection, broker_errors
 from common.events.consumer import EventConsumer
 from common.shutdown import stop_on_signals
+from common.tracing import tracing_configure
 
 
 class Command(BaseCommand):
@@ -59,6 +61,7 @@ class Command(BaseCommand):
                 f"{consumer.queue_name}."
             )
 
+        tracing_configure(service=settings.SERVICE_NAME, role="consumer")
         with stop_on_signals(consumer.request_stop, name="consume_events"):
             count = consumer.run(until_idle=idle if drain else None)
         if drain:

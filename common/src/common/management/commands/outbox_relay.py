@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from common.events.relay import OutboxRelay, PublishFailed
 from common.shutdown import stop_on_signals
+from common.tracing import tracing_configure
 
 
 class Command(BaseCommand):
@@ -43,6 +45,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         if poll_seconds is not None and poll_seconds <= 0:
             raise CommandError("--poll-seconds must be positive.")
+        tracing_configure(service=settings.SERVICE_NAME, role="relay")
         relay = OutboxRelay(batch_size=batch_size, poll_seconds=poll_seconds)
         if once:
             try:
