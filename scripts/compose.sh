@@ -79,7 +79,17 @@ case "${1:-}" in
     started=$(date +%s)
     ensure_docker
     write_secrets
-    if use_offline_images; then build=--no-build; else build=--build; fi
+    if use_offline_images; then
+      build=--no-build
+      echo "==> no tracing backend: Jaeger has no Debian stand-in (spans are not exported)"
+    else
+      build=--build
+      # Traces to Jaeger unless told otherwise (OTEL_EXPORTER_OTLP_ENDPOINT set, even empty).
+      if [ -z "${OTEL_EXPORTER_OTLP_ENDPOINT+set}" ]; then
+        export OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318
+        export COMPOSE_PROFILES="${COMPOSE_PROFILES:+$COMPOSE_PROFILES,}tracing"
+      fi
+    fi
     compose up -d $build "$@"
     echo "==> waiting for the gateway on http://127.0.0.1:$port/"
     i=0
@@ -92,6 +102,7 @@ case "${1:-}" in
       sleep 1
     done
     echo "==> the shop answers on http://127.0.0.1:$port/ ($(( $(date +%s) - started ))s)"
+    case "${COMPOSE_PROFILES:-}" in *tracing*) echo "==> traces: http://127.0.0.1:${JAEGER_UI_PORT:-16686}/";; esac
     ;;
   down)
     shift
