@@ -13,6 +13,7 @@ from tests.harness import Sidecar, wait_until
 pytestmark = pytest.mark.system
 
 TTL = 6  # the sidecars check readiness every 2 s
+FROZEN_TTL = 30
 
 
 def breaker_state(gateway_url: str, instance_id: str) -> float | None:
@@ -31,7 +32,8 @@ def served_requests(service) -> int:
 def test_a_stopped_instance_is_ejected_while_its_sibling_serves(services, etcd):
     first = services.start("catalog", seed=True)
     second = services.start("catalog", instance_of=first)
-    sidecars = [Sidecar(first, etcd, ttl=TTL), Sidecar(second, etcd, ttl=TTL)]
+    # The second's lease outlasts the time its frozen sidecar (below) leaves it unrefreshed.
+    sidecars = [Sidecar(first, etcd, ttl=TTL), Sidecar(second, etcd, ttl=FROZEN_TTL)]
     gateway = services.start(
         "gateway",
         env={
@@ -53,8 +55,8 @@ def test_a_stopped_instance_is_ejected_while_its_sibling_serves(services, etcd):
             assert wait_until(both_registered, timeout=30, interval=0.2)
 
             # A crash its sidecar has not noticed yet: the sidecar is frozen first, so the
-            # registration stays for at least TTL - TTL/3 s. Left running, its next check
-            # could deregister the dead instance before the gateway meets it three times.
+            # registration stays for at least FROZEN_TTL * 2/3 s. Left running, its next
+            # check could deregister the dead instance before the gateway meets it thrice.
             sidecars[1].process.send_signal(signal.SIGSTOP)
             second.stop(signal.SIGKILL)
             during = [client.get("/api/catalog/products/1/").status_code for _ in range(60)]

@@ -215,8 +215,13 @@ class StatusCollector(Collector):
             for name, upstream in runtime.upstreams.items():
                 in_flight.add_metric([name], upstream.bulkhead.in_flight)
                 limit.add_metric([name], upstream.bulkhead.limit)
+                # Instances discovery lists now: a breaker outlives its instance (it is
+                # found again if the instance comes back), but a gone one, left open,
+                # would keep the circuit alert firing.
+                listed = {i.id for i in upstream.discovery.instances(upstream.service)}
                 for instance_id, instance_breaker in upstream.breakers.items():
-                    breaker.add_metric([name, instance_id], instance_breaker.state_number)
+                    if instance_id in listed:
+                        breaker.add_metric([name, instance_id], instance_breaker.state_number)
         yield breaker
         yield in_flight
         yield limit

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 import pytest
 from opentelemetry import trace
@@ -17,6 +18,7 @@ from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
 from proxy.resilience import Bulkhead, InstanceBreaker
 from proxy.routes import Rate, Route, routes_from_settings
+from proxy.runtime import StatusCollector
 from proxy.upstreams import Upstream, UpstreamUnreachable
 
 
@@ -282,3 +284,26 @@ def test_breaker_and_bulkhead_gauges_are_on_metrics_in_both_modes(
 
     for name in ("gateway_breaker_state", "gateway_bulkhead_in_flight", "outbox_scrape_ok"):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_breakers_of_instances_discovery_no_longer_lists_are_not_exported():
+    # A gone instance's breaker, left open, would keep the circuit alert firing.
+    upstream = Upstream(
+        "catalog",
+        discovery=StaticDiscovery(urls={"catalog": ["http://127.0.0.1:8001"]}),
+        http=UpstreamClient(),
+        bulkhead_limit=10,
+        breaker_fail_max=1,
+        breaker_reset_timeout=10,
+    )
+    (listed,) = upstream.discovery.instances("catalog")
+    upstream.breaker(listed)
+    gone = InstanceBreaker("catalog:catalog-10.0.0.9-8001", fail_max=1, reset_timeout=10)
+    gone.record(ok=False)  # open
+    upstream.breakers["catalog-10.0.0.9-8001"] = gone
+    collector = StatusCollector()
+    collector.current = SimpleNamespace(upstreams={"catalog": upstream})
+
+    (breakers, _, _) = collector.collect()
+
+    assert [(s.labels["instance"], s.value) for s in breakers.samples] == [(listed.id, 0)]
