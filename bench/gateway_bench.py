@@ -47,6 +47,7 @@ Needs PostgreSQL and RabbitMQ on loopback, like `make test`.
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
 import os
 import platform
@@ -59,6 +60,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Collection, Iterator
@@ -79,7 +81,9 @@ WRK_SCRIPT = BENCH / "wrk_report.lua"
 NGINX_TEMPLATE = BENCH / "nginx.conf.template"
 DEFAULT_OUTPUT = BENCH / "results" / "gateway.json"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-TARGETS = ("direct", "gateway", "nginx")
+# "traced": a second gateway with OpenTelemetry on (every request sampled and exported
+# over OTLP/HTTP to a sink of the bench's own), beside the untraced one (--tracing).
+TARGETS = ("direct", "gateway", "traced", "nginx")
 # Above this share of the catalog's CPU in one of two workers, a run is flagged.
 UNBALANCED_SHARE = 0.75
 
@@ -99,6 +103,7 @@ class Settings:
     gateway_cmd: str | None
     gateway_env: dict[str, str]
     catalog_timing: bool
+    tracing: bool
     output: Path
 
 
@@ -486,6 +491,27 @@ def access_token(users: RunningService, gateway: RunningService) -> str:
     return response.json()["access"]
 
 
+class _OtlpSink(http.server.BaseHTTPRequestHandler):
+    """Takes every OTLP/HTTP export and answers 200: what a collector costs the sender."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+def otlp_sink_start() -> str:
+    """A local OTLP/HTTP receiver in a daemon thread; its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OtlpSink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def gateway_command(template: str, port: int, workers: int) -> list[str]:
     """The gateway's server command with {python}, {port}, {bind}, {workers} filled in."""
     values = {
@@ -647,6 +673,26 @@ def bench(
         else None,
     )
     token = access_token(users, gateway)
+    traced = None
+    if settings.tracing:
+        sink_url = otlp_sink_start()
+        keys = gateway.var_dir / "jwt"
+        traced = launcher.start(
+            "gateway",
+            instance_of=gateway,
+            env={
+                **{k: v for k, v in gateway.env.items() if k.startswith(("GATEWAY_", "JWT_"))},
+                "ACCESS_LOG": "false",
+                "WEB_CONCURRENCY": str(settings.gateway_workers),
+                "CATALOG_URL": catalog.url,
+                "USERS_URL": users.url,
+                "JWT_PRIVATE_KEY": str(keys / "private.pem"),
+                "JWT_PUBLIC_KEY": str(keys / "public.pem"),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+                "OTEL_TRACES_SAMPLER": "always_on",
+                "OTEL_SERVICE_NAME": "gateway-traced",
+            },
+        )
 
     products = httpx.get(f"{catalog.url}/api/catalog/products/?page_size=1", timeout=10).json()
     path = f"/api/catalog/products/{products['results'][0]['id']}/"
@@ -655,13 +701,14 @@ def bench(
         targets = [
             Target("direct", catalog.url + path, None),
             Target("gateway", gateway.url + path, _pid(gateway)),
+            *([Target("traced", traced.url + path, _pid(traced))] if traced else []),
             Target("nginx", nginx_url + path, nginx_pgid),
         ]
         for target in targets:
             target.skipped = probe(target.url, token)
-            if target.name == "gateway" and target.skipped and target.skipped.startswith("404"):
+            if target.name in ("gateway", "traced") and (target.skipped or "").startswith("404"):
                 target.skipped = "no proxy yet"
-            if target.skipped and target.name != "gateway":
+            if target.skipped and target.name not in ("gateway", "traced"):
                 raise BenchError(f"{target.name} does not serve {path}: {target.skipped}")
             if target.skipped:
                 print(f"{target.name}: {target.skipped}; measuring the others", flush=True)
@@ -690,6 +737,9 @@ def bench(
         "gateway_ratio": ratio(results["gateway"], results["direct"]),
         "nginx_ratio": ratio(results["nginx"], results["direct"]),
         "gateway_vs_nginx": ratio(results["gateway"], results["nginx"]),
+        "traced_ratio": ratio(results["traced"], results["direct"]),
+        "traced_vs_nginx": ratio(results["traced"], results["nginx"]),
+        "added_p50_ms_at_half_rate_traced": half["added_p50_ms"].get("traced") if half else None,
         "added_p50_ms_at_half_rate": half["added_p50_ms"].get("gateway") if half else None,
         "half_rate": half,
         "machine": machine,
@@ -708,6 +758,9 @@ def bench(
             "gateway_workers": settings.gateway_workers,
             "gateway_env": settings.gateway_env,
             "catalog_timing": settings.catalog_timing,
+            "tracing": "traced: OTEL_TRACES_SAMPLER=always_on, OTLP/HTTP to a local sink"
+            if settings.tracing
+            else "off",
             "nginx_workers": settings.nginx_workers,
         },
     }
@@ -799,6 +852,12 @@ def parse_args() -> Settings:
         "report its median per run: shows how much of a proxy's added latency is the "
         "upstream slowed down by the proxy's load on shared cores",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="also measure a second gateway with tracing on (OTEL_TRACES_SAMPLER=always_on, "
+        "spans exported over OTLP/HTTP to a local sink), side by side with the untraced one",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
     args = parser.parse_args()
     return Settings(
@@ -815,6 +874,7 @@ def parse_args() -> Settings:
         gateway_cmd=args.gateway_cmd,
         gateway_env=dict(item.split("=", 1) for item in args.gateway_env),
         catalog_timing=args.catalog_timing,
+        tracing=args.tracing,
         output=args.output,
     )
 
