@@ -29,6 +29,18 @@ from tests.harness import free_port, wait_until
 pytestmark = pytest.mark.system
 
 COMPOSE_FILE = REPO / "compose" / "docker-compose.yml"
+OTLP_SINK = REPO / "tests" / "otlp_sink.py"
+# What one order's trace holds at least, by service name (common.tracing's defaults).
+TRACED_SERVICES = {
+    "gateway",
+    "orders",
+    "orders-worker",
+    "catalog-worker",
+    "users-worker",
+    "orders-relay",
+    "catalog-consumer",
+    "users-consumer",
+}
 PASSWORD = "correct horse battery"
 READY_TIMEOUT = 300
 SETTLE_TIMEOUT = 90
@@ -38,14 +50,19 @@ SETTLED = {"APPROVED", "REJECTED", "CANCELLED"}
 class Stack:
     """One compose project: the compose command, its containers and the gateway's URL."""
 
-    def __init__(self, project: str, env_file: Path, env: dict[str, str], url: str) -> None:
+    def __init__(
+        self, project: str, files: list[Path], env_file: Path, env: dict[str, str], url: str
+    ) -> None:
         self.project = project
+        self.files = files
         self.env_file = env_file
         self.env = env
         self.url = url
 
     def compose(self, *args: str, timeout: float = 300) -> str:
-        command = ["docker-compose", "-p", self.project, "-f", str(COMPOSE_FILE)]
+        command = ["docker-compose", "-p", self.project]
+        for file in self.files:
+            command += ["-f", str(file)]
         command += ["--env-file", str(self.env_file), *args]
         result = subprocess.run(
             command, capture_output=True, text=True, env=self.env, timeout=timeout, check=False
@@ -115,6 +132,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             )
         )
     )
+    # The project's own OTLP receiver in the stack, where compose-up would put Jaeger:
+    # every process sends its spans to it through OTEL_EXPORTER_OTLP_ENDPOINT.
+    override = folder / "otlp-sink.yml"
+    override.write_text(
+        json.dumps(
+            {
+                "services": {
+                    "otlp-sink": {
+                        "image": "${ESHOP_IMAGE:-eshop:latest}",
+                        "entrypoint": ["python", "/sink/otlp_sink.py"],
+                        "volumes": [f"{OTLP_SINK}:/sink/otlp_sink.py:ro"],
+                    }
+                }
+            }
+        )
+    )
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))},
@@ -131,8 +164,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # which is what the replica test looks at. The gateway resolves once, below.
         "DNS_REFRESH_SECONDS": "3600",
         "GATEWAY_BREAKER_FAIL_MAX": "3",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otlp-sink:4318",
     }
-    shop = Stack(f"eshoptest{uuid.uuid4().hex[:8]}", env_file, env, f"http://127.0.0.1:{port}")
+    shop = Stack(
+        f"eshoptest{uuid.uuid4().hex[:8]}",
+        [COMPOSE_FILE, override],
+        env_file,
+        env,
+        f"http://127.0.0.1:{port}",
+    )
     started = time.monotonic()
     try:
         shop.compose("up", "-d", "--no-build", "--scale", "catalog=2", timeout=READY_TIMEOUT)
@@ -235,6 +275,17 @@ def test_a_customer_shops_through_the_published_gateway(stack: Stack) -> None:
     assert [line["product"]["id"] for line in details["lines"]] == [product["id"]]
     assert details["customer"]["id"] is not None
     assert details["warnings"] == []
+
+    # Every process sent its spans to the OTLP endpoint compose gave it: one trace.
+    def traced_services() -> set[str]:
+        logs = docker("logs", stack.container("otlp-sink"))
+        spans = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+        traces = {span["trace_id"] for span in spans if span["order_id"] == order_id}
+        return {span["service"] for span in spans if span["trace_id"] in traces}
+
+    assert wait_until(lambda: traced_services() >= TRACED_SERVICES, timeout=60, interval=1), (
+        traced_services()
+    )
 
     cancel = httpx.post(f"{stack.url}/api/orders/{order_id}/cancel/", headers=headers)
     assert cancel.status_code == 202, cancel.text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -70,28 +74,50 @@ def test_without_an_endpoint_a_trace_started_here_has_ids_but_is_not_recorded(ot
         assert child.get_span_context().trace_flags.sampled
 
 
-def test_with_an_endpoint_the_sdk_sampler_records_every_trace(otel_env):
-    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
-    local = tracer_provider_build(service="orders").get_tracer("test")
+@pytest.fixture
+def otlp_sink() -> Iterator[str]:
+    """A loopback OTLP/HTTP endpoint that takes every export: what a test's spans go to."""
 
-    with local.start_as_current_span("root") as root:
+    class Sink(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_with_an_endpoint_the_sdk_sampler_records_every_trace(otel_env, otlp_sink):
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_sink)
+    provider = tracer_provider_build(service="orders")
+
+    with provider.get_tracer("test").start_as_current_span("root") as root:
         assert root.is_recording()
+    provider.shutdown()  # its span goes to the sink now, not to nowhere after the test
 
 
 def test_an_otlp_endpoint_gets_a_batching_exporter(otel_env):
-    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
 
     (processor,) = processors(tracer_provider_build(service="orders"))
 
     batching = processor._processor
     assert isinstance(batching, BatchSpanProcessor)
-    assert batching._batch_processor._exporter._endpoint == "http://collector:4318/v1/traces"
+    assert batching._batch_processor._exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
 
 
 def test_the_traces_endpoint_wins_and_the_none_exporter_turns_export_off(otel_env):
-    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
-    otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://jaeger:4318/v1/traces")
-    assert tracing_export_endpoint() == "http://jaeger:4318/v1/traces"
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:14318/v1/traces")
+    assert tracing_export_endpoint() == "http://127.0.0.1:14318/v1/traces"
 
     otel_env.setenv("OTEL_TRACES_EXPORTER", "none")
     assert tracing_export_endpoint() == ""
