@@ -380,3 +380,44 @@ class Sidecar:
             raise AssertionError(
                 f"the sidecar still runs {timeout}s after SIGTERM; its log:\n{self.log()}"
             ) from None
+
+
+def shop_start(
+    launcher: ServiceLauncher,
+    *,
+    env: dict[str, str] | None = None,
+    orders_env: dict[str, str] | None = None,
+    gateway_env: dict[str, str] | None = None,
+    consumers: bool = True,
+    watchdog: bool = False,
+) -> dict[str, RunningService]:
+    """The whole shop as real processes: catalog (seeded), users and orders with their
+    Celery workers, orders' outbox relay, the event consumers of catalog and users (unless
+    ``consumers`` is false), the saga watchdog if asked, and the gateway in front, whose
+    JWKS every service verifies tokens with. ``env`` goes to every process."""
+    port = free_port()
+    shared = {**(env or {}), "JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
+    catalog = launcher.start("catalog", seed=True, env=shared)
+    users = launcher.start("users", env=shared)
+    orders = launcher.start("orders", env={**shared, **(orders_env or {})})
+    for service in (catalog, users, orders):
+        service.start_worker()
+    if consumers:
+        for consumer in (catalog, users):
+            consumer.manage("consume_events", "--setup-only")
+            consumer.start_manage("consume_events")
+    orders.start_manage("outbox_relay")
+    if watchdog:
+        orders.start_manage("saga_watchdog")
+    gateway = launcher.start(
+        "gateway",
+        port=port,
+        env={
+            **(env or {}),
+            "CATALOG_URL": catalog.url,
+            "USERS_URL": users.url,
+            "ORDERS_URL": orders.url,
+            **(gateway_env or {}),
+        },
+    )
+    return {"gateway": gateway, "catalog": catalog, "users": users, "orders": orders}

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.harness import REPO, RunningService, ServiceLauncher, free_port, wait_until
+from tests.harness import REPO, RunningService, ServiceLauncher, free_port, shop_start, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -57,23 +57,7 @@ def test_every_panel_queries_the_provisioned_prometheus() -> None:
 
 @pytest.fixture(scope="module")
 def shop(module_services: ServiceLauncher) -> dict[str, RunningService]:
-    port = free_port()
-    verifier = {"JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
-    catalog = module_services.start("catalog", seed=True, env=verifier)
-    users = module_services.start("users", env=verifier)
-    orders = module_services.start("orders", env=verifier)
-    for service in (catalog, users, orders):
-        service.start_worker()
-    for consumer in (catalog, users):
-        consumer.manage("consume_events", "--setup-only")
-        consumer.start_manage("consume_events")
-    orders.start_manage("outbox_relay")
-    gateway = module_services.start(
-        "gateway",
-        port=port,
-        env={"CATALOG_URL": catalog.url, "USERS_URL": users.url, "ORDERS_URL": orders.url},
-    )
-    return {"gateway": gateway, "catalog": catalog, "users": users, "orders": orders}
+    return shop_start(module_services)
 
 
 @pytest.fixture(scope="module")

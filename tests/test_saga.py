@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.harness import RunningService, ServiceLauncher, free_port, wait_until
+from tests.harness import RunningService, ServiceLauncher, shop_start, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -31,30 +31,15 @@ class Shop:
 
 @pytest.fixture(scope="module")
 def shop(module_services: ServiceLauncher) -> Shop:
-    port = free_port()
-    verifier = {"JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
-    catalog = module_services.start("catalog", seed=True, env=verifier)
-    users = module_services.start("users", env=verifier)
-    orders = module_services.start("orders", env={**verifier, "SAGA_STEP_TIMEOUT_SECONDS": "5"})
-    for service in (catalog, users, orders):
-        service.start_worker()
-    # The choreography: orders publishes its events, catalog and users consume them.
-    for consumer in (catalog, users):
-        consumer.manage("consume_events", "--setup-only")
-        consumer.start_manage("consume_events")
-    orders.start_manage("outbox_relay")
-    gateway = module_services.start(
-        "gateway",
-        port=port,
-        env={
-            "CATALOG_URL": catalog.url,
-            "USERS_URL": users.url,
-            "ORDERS_URL": orders.url,
+    started = shop_start(
+        module_services,
+        orders_env={"SAGA_STEP_TIMEOUT_SECONDS": "5"},
+        gateway_env={
             "GATEWAY_RATE_LIMIT_AUTHENTICATED": "100000/min",
             "LOGIN_RATE_PER_IP": "100000/min",
         },
     )
-    return Shop(gateway=gateway, catalog=catalog, users=users, orders=orders)
+    return Shop(**started)
 
 
 def customer(shop: Shop) -> dict[str, str]:

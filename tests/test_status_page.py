@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.harness import REPO, RunningService, ServiceLauncher, free_port, wait_until
+from tests.harness import REPO, RunningService, ServiceLauncher, shop_start, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -71,26 +71,16 @@ def order_status(gateway: RunningService, headers: dict[str, str], order_id: str
 @pytest.fixture(scope="module")
 def shop(module_services: ServiceLauncher) -> Shop:
     """The whole shop with one order approved and one whose saga waits for catalog's worker."""
-    port = free_port()
-    verifier = {"JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
-    catalog = module_services.start("catalog", seed=True, env=verifier)
-    users = module_services.start("users", env=verifier)
-    orders = module_services.start("orders", env=verifier)
-    for service in (catalog, users, orders):
-        service.start_worker()
-    orders.start_manage("outbox_relay")
-    gateway = module_services.start(
-        "gateway",
-        port=port,
-        env={
-            "CATALOG_URL": catalog.url,
-            "USERS_URL": users.url,
-            "ORDERS_URL": orders.url,
+    started = shop_start(
+        module_services,
+        consumers=False,
+        gateway_env={
             # Two failed calls open a circuit, which then stays open while we look.
             "GATEWAY_BREAKER_FAIL_MAX": "2",
             "GATEWAY_BREAKER_RESET_TIMEOUT": "120",
         },
     )
+    gateway, catalog, users, orders = (started[name] for name in SERVICES)
     gateway.manage(
         "shell",
         "-c",

@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
-from tests.harness import ServiceLauncher, free_port, wait_until
+from tests.harness import ServiceLauncher, free_port, shop_start, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -137,28 +137,7 @@ def traced_shop(module_services: ServiceLauncher) -> Iterator[TracedShop]:
             "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
         }
-        port = free_port()
-        verifier = {**tracing, "JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
-        catalog = module_services.start("catalog", seed=True, env=verifier)
-        users = module_services.start("users", env=verifier)
-        orders = module_services.start("orders", env=verifier)
-        for service in (catalog, users, orders):
-            service.start_worker()
-        for consumer in (catalog, users):
-            consumer.manage("consume_events", "--setup-only")
-            consumer.start_manage("consume_events")
-        orders.start_manage("outbox_relay")
-        orders.start_manage("saga_watchdog")
-        gateway = module_services.start(
-            "gateway",
-            port=port,
-            env={
-                **tracing,
-                "CATALOG_URL": catalog.url,
-                "USERS_URL": users.url,
-                "ORDERS_URL": orders.url,
-            },
-        )
+        gateway = shop_start(module_services, env=tracing, watchdog=True)["gateway"]
         yield TracedShop(gateway_url=gateway.url, receiver=receiver)
 
 
