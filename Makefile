@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-gateway bench-saga bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-tracing bench-gateway bench-saga bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
 
 # Debian packages the tests use: command (or the file it must be) -> package (the container
 # tests start dockerd when it is not running and build their images with debootstrap; on a
@@ -76,6 +76,9 @@ seed: migrate ## Load the demo catalog
 
 bench-tokens: venv ## Time token signing, issuing and verification (bench/token_bench.py)
 	$(BIN)/python bench/token_bench.py
+
+bench-tracing: venv ## Tracing's CPU cost per catalog request: SDK off, no endpoint, exporting (bench/tracing_cost.py)
+	$(BIN)/python bench/tracing_cost.py $(BENCH_ARGS)
 
 # BENCH_ARGS passes options through, e.g. make bench-gateway BENCH_ARGS="--duration 3s --rounds 1".
 # Debian's nginx package may start a system nginx on port 80: stopped at once,

@@ -26,6 +26,9 @@ _REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# Where a request's trace and span ids wait for gunicorn's access line (WSGI environ):
+# gunicorn writes it after the response, when the request's span has ended.
+TRACE_IDS_ENVIRON = "eshop.trace_ids"
 
 
 def current_request_id() -> str:
@@ -53,6 +56,7 @@ class RequestIdMiddleware:
         incoming = request.META.get(_REQUEST_ID_META, "")
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
+        request.META[TRACE_IDS_ENVIRON] = trace_ids_current()
         token = request_id_var.set(request_id)
         try:
             response = self.get_response(request)
@@ -92,8 +96,10 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 class GunicornAccessFields(logging.Filter):
     """gunicorn's access lines as fields of the JSON line: ``method``, ``path``, ``status``,
-    ``duration_ms``, ``client``, ``user_agent`` and the ``request_id`` the service answered
-    with. gunicorn hands its access atoms to the logger as the record's arguments."""
+    ``duration_ms``, ``client``, ``user_agent``, the ``request_id`` the service answered
+    with, and the request's ``trace_id`` and ``span_id`` (``RequestIdMiddleware`` left them
+    in the environ). gunicorn hands its access atoms to the logger as the record's
+    arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         atoms = record.args
@@ -109,6 +115,9 @@ class GunicornAccessFields(logging.Filter):
         answered = atoms.get("{x-request-id}o", "-")
         if answered and answered != "-":
             record.request_id = answered
+        trace_ids = atoms.get("{%s}e" % TRACE_IDS_ENVIRON)  # noqa: UP031 (gunicorn's atom names)
+        if isinstance(trace_ids, tuple) and len(trace_ids) == 2:
+            record.trace_id, record.span_id = trace_ids
         return True
 
 

@@ -20,6 +20,7 @@ from common.observability import (
     GunicornAccessFields,
     JsonFormatter,
     LogContextFilter,
+    RequestIdMiddleware,
     context_headers,
     request_id_var,
 )
@@ -108,6 +109,37 @@ def test_gunicorn_access_lines_are_json_fields():
     assert (line["method"], line["status"], line["duration_ms"]) == ("GET", 200, 12.5)
     assert (line["client"], line["request_id"]) == ("10.0.0.7", "req-42")
     assert line["service"] == "catalog"
+
+
+def test_gunicorn_access_lines_name_the_trace_and_span_of_the_request(spans):
+    # gunicorn writes the line after the response, outside the request's span: the
+    # middleware leaves the ids in the WSGI environ, which gunicorn's atoms include.
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from django.http import HttpResponse
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    request = APIRequestFactory().get("/api/catalog/products/")
+    with tracer.start_as_current_span("GET products") as span:
+        response = RequestIdMiddleware(lambda _: HttpResponse("[]"))(request)
+    atoms = Logger(Config()).atoms(
+        SimpleNamespace(status="200 OK", headers=list(response.items()), sent=2),
+        SimpleNamespace(headers=[]),
+        {**request.META, "RAW_URI": "/api/catalog/products/", "SERVER_PROTOCOL": "HTTP/1.1"},
+        timedelta(milliseconds=3),
+    )
+    record = logging.makeLogRecord({"msg": "%(m)s", "levelname": "INFO", "name": "access"})
+    record.args = atoms
+    GunicornAccessFields().filter(record)
+    LogContextFilter(service="catalog").filter(record)  # outside any span, as in gunicorn
+
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert line["span_id"] == f"{span.get_span_context().span_id:016x}"
+    assert line["request_id"] == response["X-Request-ID"]
 
 
 def test_gunicorn_logging_config_loads(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,3 +186,38 @@ def test_client_spans_that_start_a_trace_are_not_exported():
         pass
 
     assert kept.names == ["SELECT order", "work"]
+
+
+CONFIGURE_IN_A_FRESH_PROCESS = """
+from opentelemetry import trace
+from common.tracing import tracing_configure
+print(tracing_configure(service="orders"), type(trace.get_tracer_provider()).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "False ProxyTracerProvider"),  # make run: nothing exported, nothing instrumented
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, "True TracerProvider"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}, "True TracerProvider"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SDK_DISABLED": "true"},
+            "False ProxyTracerProvider",
+        ),
+    ],
+)
+def test_a_process_is_instrumented_only_when_its_spans_can_go_somewhere(variables, expected):
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("OTEL_")
+    }
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", CONFIGURE_IN_A_FRESH_PROCESS],
+        env={**environment, **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert finished.stdout.split("\n")[-2] == expected
