@@ -2,6 +2,7 @@
 # The image's entrypoint: one role of one service per container.
 #
 #   SERVICE=catalog eshop web         # gunicorn on 0.0.0.0:$PORT (default: the service's port)
+#                                    # (the gateway also on $GATEWAY_INTERNAL_PORT when set)
 #   SERVICE=catalog eshop worker      # the Celery worker of the service's queue
 #   SERVICE=orders  eshop relay       # the outbox relay          (orders)
 #   SERVICE=orders  eshop watchdog    # the saga watchdog         (orders)
@@ -12,6 +13,7 @@
 #   SERVICE=catalog eshop seed        # the demo catalog (idempotent)
 #   SERVICE=users   eshop manage <command> [args]   # any manage.py command
 #   eshop healthcheck                 # the image's HEALTHCHECK: /ready/ of a web role
+#   eshop broker-users [--out DIR]    # RabbitMQ's users and rights (common.broker_access)
 # Anything else runs as a command in the service's folder.
 set -eu
 
@@ -26,6 +28,12 @@ if [ "$role" = healthcheck ]; then
   exec python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready/', timeout=5)"
 fi
 
+if [ "$role" = broker-users ]; then
+  # No service's role: the broker's definitions for every service, from the passwords
+  # in the environment, where the rabbitmq container reads them (compose's volume).
+  exec python -m common.broker_access --out /app/var/rabbitmq --mounted-at /etc/rabbitmq/eshop "$@"
+fi
+
 case "${SERVICE:-}" in
   gateway) default_port=8000 ;;
   catalog) default_port=8001 ;;
@@ -35,7 +43,12 @@ case "${SERVICE:-}" in
 esac
 export PORT="${PORT:-$default_port}"
 cd "/app/${SERVICE}_svc"
-echo "$role $PORT" > /tmp/eshop-role 2>/dev/null || true
+# The healthcheck asks /ready/ where it is served: the gateway's internal port if it has one.
+probe_port=$PORT
+if [ "$SERVICE" = gateway ] && [ -n "${GATEWAY_INTERNAL_PORT:-}" ]; then
+  probe_port=$GATEWAY_INTERNAL_PORT
+fi
+echo "$role $probe_port" > /tmp/eshop-role 2>/dev/null || true
 
 only() {  # only <services...>: the role exists for these services alone
   for allowed in "$@"; do [ "$SERVICE" = "$allowed" ] && return 0; done
@@ -47,6 +60,11 @@ case "$role" in
   web)
     if [ "$SERVICE" = gateway ]; then
       set -- -k gateway_svc.workers.GatewayWorker gateway_svc.asgi:application "$@"
+      # The operators' surface (admin, /metrics, probes, /internal/) on a second port,
+      # never published; the first port then answers 404 for it (GATEWAY_INTERNAL_PORT).
+      if [ -n "${GATEWAY_INTERNAL_PORT:-}" ]; then
+        set -- --bind "0.0.0.0:$GATEWAY_INTERNAL_PORT" "$@"
+      fi
     else
       set -- "${SERVICE}_svc.wsgi" "$@"
     fi

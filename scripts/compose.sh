@@ -6,7 +6,8 @@
 #   sh scripts/compose.sh <any docker-compose arguments>    # ps, logs -f, exec, ...
 #
 # compose/.env holds the stack's secrets, written with random values on first use and
-# never committed. When no registry answers (or ESHOP_OFFLINE=1), compose runs on the
+# never committed, and so are compose/secrets/signing/ (the services' message signing
+# keys). When no registry answers (or ESHOP_OFFLINE=1), compose runs on the
 # stand-ins compose/offline-images.sh builds from Debian's packages.
 set -eu
 cd "$(dirname "$0")/.."
@@ -45,6 +46,10 @@ makers = {
     "SECRET_KEY": lambda: secrets.token_urlsafe(50),
     "POSTGRES_PASSWORD": lambda: secrets.token_hex(16),
     "RABBITMQ_PASSWORD": lambda: secrets.token_hex(16),
+    "RABBITMQ_CATALOG_PASSWORD": lambda: secrets.token_hex(16),
+    "RABBITMQ_USERS_PASSWORD": lambda: secrets.token_hex(16),
+    "RABBITMQ_ORDERS_PASSWORD": lambda: secrets.token_hex(16),
+    "RABBITMQ_GATEWAY_PASSWORD": lambda: secrets.token_hex(16),
     "REDIS_PASSWORD": lambda: secrets.token_hex(16),
     "GRAFANA_ADMIN_PASSWORD": lambda: secrets.token_hex(16),
 }
@@ -60,6 +65,24 @@ if missing:
     path.write_text(text)
     print(f"==> {path}: random values for {', '.join(missing)} (keep it; never commit it)")
 PY
+}
+
+write_signing_keys() {
+  # An Ed25519 pair per service that signs messages (common.signing), made once and kept:
+  # the files behind the compose file's `secrets:`. Containers run as uid 10001 and read
+  # their key through a bind mount, so the files are readable by all, in folders only
+  # their owner may enter (0700).
+  keys=compose/secrets/signing
+  mkdir -p "$keys/public"
+  chmod 700 compose/secrets "$keys"
+  for service in catalog users orders; do
+    [ -f "$keys/$service.pem" ] && continue
+    openssl genpkey -algorithm ed25519 -out "$keys/$service.pem.tmp"
+    openssl pkey -in "$keys/$service.pem.tmp" -pubout -out "$keys/public/$service.pem"
+    chmod 644 "$keys/$service.pem.tmp" "$keys/public/$service.pem"
+    mv "$keys/$service.pem.tmp" "$keys/$service.pem"
+    echo "==> $keys/$service.pem: ${service}'s message signing key (keep it; never commit it)"
+  done
 }
 
 use_offline_images() {
@@ -79,6 +102,7 @@ case "${1:-}" in
     started=$(date +%s)
     ensure_docker
     write_secrets
+    write_signing_keys
     if use_offline_images; then
       build=--no-build
       echo "==> no tracing backend: Jaeger has no Debian stand-in (spans are not exported)"

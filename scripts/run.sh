@@ -26,6 +26,8 @@ for service in catalog users orders gateway; do
 done
 echo "==> gateway: JWT signing key (created on first start)"
 (cd gateway_svc && python manage.py generate_jwt_keys)
+echo "==> message signing keys, one pair per service (created on first start, var/signing/)"
+(cd orders_svc && python manage.py generate_signing_keys)
 echo "==> catalog: seed demo products"
 (cd catalog_svc && python manage.py seed_catalog)
 # The event consumers' queues and bindings: an event published before its consumer's

@@ -121,18 +121,52 @@ def shell_json(service: RunningService, code: str) -> Any:
     return json.loads(service.manage("shell", "-c", script).stdout.strip().splitlines()[-1])
 
 
-def command_publish(broker_url: str, queue: str, task: str, **kwargs: Any) -> None:
+def command_publish(
+    broker_url: str,
+    queue: str,
+    task: str,
+    *,
+    signed_by: RunningService | None = None,
+    signer: str | None = None,
+    task_id: str | None = None,
+    signed_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> str:
     """Put a command on a participant's queue as a sender would (Celery's own message
-    format), for a late or stray delivery."""
+    format), for a late or stray delivery; returns its task id.
+
+    ``signed_by`` signs it with that service's key (common.signing), as that service
+    itself would; ``signer`` names another service than the key's (a forgery), and
+    ``signed_kwargs`` signs other kwargs than those sent (tampering). Unsigned without
+    ``signed_by``."""
+    import uuid
+    from pathlib import Path
+
     from celery import Celery
 
+    from common.signing import command_payload, private_key_load, signature_headers
+
+    task_id = task_id or str(uuid.uuid4())
+    headers: dict[str, str] = {}
+    if signed_by is not None:
+        name = signer or signed_by.name
+        payload = command_payload(
+            task=task,
+            task_id=task_id,
+            args=(),
+            kwargs=kwargs if signed_kwargs is None else signed_kwargs,
+            signer=name,
+        )
+        key = private_key_load(Path(signed_by.env["MESSAGE_SIGNING_KEY"]))
+        headers = signature_headers(signer=name, payload=payload, private_key=key)
     app = Celery("chaos", broker=broker_url, set_as_current=False)
     # Declared on publish as the services declare it (else PRECONDITION_FAILED).
     app.conf.task_create_missing_queue_type = "quorum"
     try:
-        app.send_task(task, kwargs=kwargs, queue=queue)
+        app.send_task(task, kwargs=kwargs, queue=queue, task_id=task_id, headers=headers)
     finally:
         app.close()
+    return task_id
 
 
 def reconfigure(service: RunningService, env: dict[str, str], *, server: bool = True) -> None:

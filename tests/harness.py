@@ -271,7 +271,33 @@ def run_queue_names(prefix: str) -> list[str]:
     """Every queue a shop started with QUEUE_PREFIX ``prefix`` declares."""
     events = [f"{prefix}{service}.events" for service in ("catalog", "users")]
     commands = [f"{prefix}{service}" for service in ("catalog", "users", "orders")]
-    return commands + events + [f"{name}.dlq" for name in events]
+    dead = [f"{name}.dlq" for name in events] + [f"{name}.commands.dlq" for name in commands]
+    return commands + events + dead
+
+
+# The services that sign what they send (common.signing) and so have a key pair.
+SIGNING_SERVICES = ("catalog", "users", "orders")
+
+
+def signing_keys(folder: Path) -> Path:
+    """One Ed25519 pair per signing service in ``folder`` (made once), as ``make run``
+    makes them in var/signing/: ``<service>.pem`` private, ``public/<service>.pem``."""
+    from common.signing import key_pair_generate
+
+    for name in SIGNING_SERVICES:
+        key_pair_generate(
+            private_key_file=folder / f"{name}.pem",
+            public_key_file=folder / "public" / f"{name}.pem",
+        )
+    return folder
+
+
+def signing_env(folder: Path, name: str) -> dict[str, str]:
+    """A service's own private key and the public keys' folder, as ``make run`` gives them."""
+    return {
+        "MESSAGE_SIGNING_KEY": str(folder / f"{name}.pem"),
+        "MESSAGE_SIGNING_PUBLIC_KEYS": str(folder / "public"),
+    }
 
 
 class ServiceLauncher:
@@ -282,6 +308,8 @@ class ServiceLauncher:
         self.running: list[RunningService] = []
         # Queues of this launcher's services, apart from any other run on the same broker.
         self.queue_prefix = f"t{uuid.uuid4().hex[:8]}-"
+        # Every service of one launcher signs with its own key and knows the others'.
+        self.signing_keys = signing_keys(workdir / "signing")
 
     def start(
         self,
@@ -314,6 +342,7 @@ class ServiceLauncher:
                 "VAR_DIR": str(var_dir),
                 "WEB_CONCURRENCY": "1",
                 "QUEUE_PREFIX": self.queue_prefix,
+                **signing_env(self.signing_keys, name),
                 **(env or {}),
             },
             log_path=var_dir / "service.log",
@@ -335,7 +364,10 @@ class ServiceLauncher:
             if service.database_name:
                 database_drop(service.database_name)
         if self.running:
-            delete_queues({self.queue_prefix + service.name for service in self.running})
+            delete_queues(
+                {self.queue_prefix + service.name for service in self.running}
+                | {f"{self.queue_prefix}{service.name}.commands.dlq" for service in self.running}
+            )
         self.running.clear()
 
 

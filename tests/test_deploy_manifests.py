@@ -29,6 +29,9 @@ DOCKERFILE = COMPOSE_DIR / "Dockerfile"
 ENTRYPOINT = COMPOSE_DIR / "entrypoint.sh"
 
 SERVICES = {"gateway": 8000, "catalog": 8001, "users": 8002, "orders": 8003}
+# The gateway's operators' surface (admin, /metrics, probes, /internal/): a second port,
+# never published; its public port answers 404 there (GATEWAY_INTERNAL_PORT).
+GATEWAY_INTERNAL_PORT = 8080
 WORKERS = ("catalog", "users", "orders")
 # Long-running management commands beside the workers, by their compose name (the
 # Procfile's name has "_" for "-"): (service, manage.py command, entrypoint role).
@@ -45,7 +48,10 @@ CONSUMERS = tuple(
 )
 SETUP_ONLY = "consume_events --setup-only"
 # Roles that run once per `up` and exit; every other role runs for good.
-ONE_OFF_ROLES = {"migrate", "keys", "seed", "queues"}
+ONE_OFF_ROLES = {"migrate", "keys", "seed", "queues", "broker-users"}
+# The one-off that writes RabbitMQ's users and rights (common.broker_access): no
+# service's container, so not among app_services().
+BROKER_USERS = "broker-users"
 # What each entrypoint role runs (in the service's folder).
 ROLE_RUNS = {
     "web": 'exec gunicorn -c python:common.gunicorn_conf --bind "0.0.0.0:$PORT"',
@@ -82,6 +88,7 @@ SECRETS = (
     "SECRET_KEY",
     "POSTGRES_PASSWORD",
     "RABBITMQ_PASSWORD",
+    *(f"RABBITMQ_{service.upper()}_PASSWORD" for service in SERVICES),
     "REDIS_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
 )
@@ -125,11 +132,12 @@ def compose_services() -> dict[str, dict[str, Any]]:
 
 
 def app_services() -> dict[str, dict[str, Any]]:
-    """The containers of the eshop image (web services, workers, background, one-offs)."""
+    """The containers of the eshop image (web services, workers, background, one-offs)
+    of a service (all but BROKER_USERS)."""
     return {
         name: spec
         for name, spec in compose_services().items()
-        if spec.get("image") == ESHOP_IMAGE or "build" in spec
+        if (spec.get("image") == ESHOP_IMAGE or "build" in spec) and name != BROKER_USERS
     }
 
 
@@ -519,7 +527,8 @@ def test_compose_secrets_have_no_default() -> None:
         environment = spec["environment"]
         assert environment["SECRET_KEY"].startswith("${SECRET_KEY:?"), name
         for variable, secret in (
-            ("BROKER_URL", "RABBITMQ_PASSWORD"),
+            # Each service its own broker user (common.broker_access).
+            ("BROKER_URL", f"RABBITMQ_{environment['SERVICE'].upper()}_PASSWORD"),
             ("DATABASE_URL", "POSTGRES_PASSWORD"),
             ("CACHE_URL", "REDIS_PASSWORD"),
         ):
@@ -530,6 +539,43 @@ def test_compose_secrets_have_no_default() -> None:
                 assert re.fullmatch(rf"\$\{{{secret}(:\?[^}}]*)?\}}", variables[0]), (
                     f"{name}: {variable}'s password is not {secret}"
                 )
+
+
+def test_compose_services_connect_to_the_broker_as_their_own_user() -> None:
+    """One RabbitMQ user per service, from definitions broker-users writes before the
+    broker starts and the broker imports at boot (common.broker_access)."""
+    services = compose_services()
+    for name, spec in app_services().items():
+        environment = spec["environment"]
+        if "BROKER_URL" in environment:
+            url = split_url(environment["BROKER_URL"])[0]
+            assert url.username == environment["SERVICE"], f"{name}: {url.username}"
+    maker = services[BROKER_USERS]
+    assert role(maker) == "broker-users"
+    assert maker["restart"] == "no"
+    assert maker["image"] == ESHOP_IMAGE
+    for secret in ("RABBITMQ_PASSWORD", *(f"RABBITMQ_{s.upper()}_PASSWORD" for s in SERVICES)):
+        assert maker["environment"][secret].startswith(f"${{{secret}:?"), secret
+    # Nothing else of the shop's secrets reaches it.
+    assert set(maker["environment"]) == {
+        "RABBITMQ_PASSWORD",
+        *(f"RABBITMQ_{s.upper()}_PASSWORD" for s in SERVICES),
+    }
+    rabbitmq = services["rabbitmq"]
+    assert depends_on(rabbitmq)[BROKER_USERS] == "service_completed_successfully"
+    written = mount_holding(compose_mounts(maker), "/app/var/rabbitmq/definitions.json")
+    read = mount_holding(compose_mounts(rabbitmq), "/etc/rabbitmq/eshop/definitions.json")
+    assert written, "broker-users writes no volume"
+    assert read, "the broker mounts no definitions"
+    assert written[0] == read[0], "not one shared volume"
+    assert written[0] in (compose().get("volumes") or {})
+    assert not written[2], "broker-users must be able to write the definitions"
+    assert read[2], "the broker must mount the definitions read-only"
+    assert rabbitmq["environment"]["RABBITMQ_CONFIG_FILE"] == "/etc/rabbitmq/eshop/rabbitmq.conf"
+    # The entrypoint writes where the volume is, for the broker's mount point.
+    entrypoint = ENTRYPOINT.read_text()
+    assert "--out /app/var/rabbitmq --mounted-at /etc/rabbitmq/eshop" in entrypoint
+    assert "mkdir -p /app/var/jwt /app/var/rabbitmq" in DOCKERFILE.read_text()
 
 
 def test_compose_images_are_variables_with_the_official_default() -> None:
@@ -571,7 +617,7 @@ def test_compose_has_every_part_of_the_platform() -> None:
     expected |= {f"{worker}-worker" for worker in WORKERS}
     expected |= set(BACKGROUND)
     expected |= {"gateway-keys", "catalog-seed", *(f"{c}-queues" for c in CONSUMERS)}
-    expected |= {"gateway-housekeeping"}
+    expected |= {"gateway-housekeeping", BROKER_USERS}
     assert set(compose_services()) == expected
     # Only the operator UIs are optional: the platform itself is in no profile.
     profiled = {
@@ -612,6 +658,8 @@ def test_compose_web_service(service: str, port: int) -> None:
     assert entrypoint_ports()[service] == port
     if service == "gateway":
         assert spec["ports"] == [f"127.0.0.1:${{GATEWAY_PORT:-{port}}}:{port}"]
+        assert environment["GATEWAY_INTERNAL_PORT"] == str(GATEWAY_INTERNAL_PORT)
+        assert [str(p) for p in spec["expose"]] == [str(GATEWAY_INTERNAL_PORT)]
     else:
         assert [str(p) for p in spec["expose"]] == [str(port)]
     # The image's HEALTHCHECK (/ready/): not replaced, not disabled.
@@ -672,7 +720,10 @@ def test_compose_one_offs_run_once_and_the_rest_for_good() -> None:
         else:
             assert spec["restart"] == "unless-stopped", f"{name} runs for good"
     for name, spec in compose_services().items():
-        if name not in app_services() and "profiles" not in spec:
+        if name == BROKER_USERS:
+            assert spec["restart"] == "no", f"{name} is a one-off"
+            assert spec["healthcheck"] == {"disable": True}, name
+        elif name not in app_services() and "profiles" not in spec:
             assert spec["restart"] == "unless-stopped", f"{name} runs for good"
 
 
@@ -705,8 +756,17 @@ def test_compose_declares_each_event_queue_before_the_relay_publishes(consumer: 
     assert depends_on(spec).get("rabbitmq") == "service_healthy"
     # The queue is bound where the relay publishes: the same broker (and exchange).
     relay = services[RELAY]["environment"]
-    for variable in ("BROKER_URL", "EVENT_EXCHANGE", "QUEUE_PREFIX"):
+    for variable in ("EVENT_EXCHANGE", "QUEUE_PREFIX"):
         assert spec["environment"].get(variable) == relay.get(variable), variable
+    # The same broker and virtual host, each as its own service's user.
+    broker, relay_broker = (
+        split_url(environment["BROKER_URL"])[0] for environment in (spec["environment"], relay)
+    )
+    assert (broker.hostname, broker.port, broker.path) == (
+        relay_broker.hostname,
+        relay_broker.port,
+        relay_broker.path,
+    )
     # Before the relay's first event, and before the consumer itself.
     assert depends_on(services[RELAY]).get(setup) == "service_completed_successfully"
     assert depends_on(services[f"{consumer}-events"]).get(setup) == (
@@ -777,7 +837,7 @@ def test_prometheus_scrapes_every_replica_of_every_service() -> None:
             assert discovery.get("type", "SRV") == "A", "compose's DNS has A records only"
             for name in discovery["names"]:
                 found[name] = discovery["port"]
-    assert found == SERVICES
+    assert found == {**SERVICES, "gateway": GATEWAY_INTERNAL_PORT}
     volumes = compose_services()["prometheus"]["volumes"]
     assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in volumes
     assert (

@@ -74,6 +74,9 @@ def stack(module_services: ServiceLauncher, orders: ControlledUpstream) -> Stack
         orders,
         GATEWAY_ROUTE_OVERRIDES=json.dumps({"orders": {"read_timeout": 0.5}}),
         GATEWAY_MAX_BODY_BYTES="10000",
+        # Nothing exports here; asked for a sampler, the gateway traces all the same
+        # (ids, no recording), which the trace-context tests below follow.
+        OTEL_TRACES_SAMPLER="parentbased_always_off",
         # The failure tests here make orders fail on purpose, more than five times
         # in a row; with the default the breaker would stay open for the tests
         # after them (for as long as the reset timeout, however fast they run).

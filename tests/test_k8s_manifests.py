@@ -18,6 +18,7 @@ import atexit
 import base64
 import functools
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from common.broker_access import ACCESS, password_hash, permissions
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
@@ -67,8 +70,22 @@ WAIT_FOR_MIGRATIONS = "until python manage.py migrate --check; do sleep 5; done"
 HEALTH_PATHS = {"/health/", "/ready/"}
 JWKS_PATH = "/.well-known/jwks.json"
 # What the Ingress may send to the gateway, and what must stay inside the cluster.
-PUBLIC_PATHS = ["/api/catalog/products/", "/api/auth/token/", "/api/auth/token/refresh/", JWKS_PATH]
-PRIVATE_PATHS = ["/admin/", "/metrics", "/ready/", "/health/", "/internal/status/", "/"]
+PUBLIC_PATHS = [
+    "/api/catalog/products/",
+    "/api/auth/token/",
+    "/api/auth/token/refresh/",
+    JWKS_PATH,
+    "/graphql/",
+    "/",  # the storefront
+    "/products/7/",
+    "/cart/",
+    "/checkout/",
+    "/orders/",
+    "/account/addresses/",
+    "/signin/",
+    "/static/gateway/storefront/storefront.css",
+]
+PRIVATE_PATHS = ["/admin/", "/metrics", "/ready/", "/health/", "/internal/status/", "/internal/"]
 # The in-cluster backing services of the local overlay, by StatefulSet name.
 DATABASES = {f"{service}-db": service for service in SERVICES}
 BACKING = {**dict.fromkeys(DATABASES, "postgres"), "rabbitmq": "rabbitmq", "redis": "redis"}
@@ -483,16 +500,55 @@ def test_each_database_belongs_to_its_service_and_matches_its_url() -> None:
         assert url.username == environment["POSTGRES_USER"]
         assert url.password == environment["POSTGRES_PASSWORD"]
         assert environment["PGDATA"].startswith("/var/lib/postgresql/data/")
-    broker = by_name(objects, "StatefulSet")["rabbitmq"]
-    broker_env = container_env(objects, pod_spec(broker)["containers"][0])
     cache_password = secret_values(secrets["redis"])["REDIS_PASSWORD"]
     for service in SERVICES:
         values = secret_values(secrets[f"{service}-secrets"])
-        broker_url = urlsplit(values["BROKER_URL"])
-        assert broker_url.username == broker_env["RABBITMQ_DEFAULT_USER"]
-        assert broker_url.password == broker_env["RABBITMQ_DEFAULT_PASS"]
         assert urlsplit(values["CACHE_URL"]).password == cache_password
         assert len(values["SECRET_KEY"]) >= 50
+
+
+def test_each_service_connects_to_the_broker_as_its_own_user_the_broker_imports() -> None:
+    """Users and rights from common.broker_access, imported by the broker at boot."""
+    objects = rendered("local")
+    secrets = secrets_by_base_name(objects)
+    broker = by_name(objects, "StatefulSet")["rabbitmq"]
+    (container,) = pod_spec(broker)["containers"]
+    environment = container_env(objects, container)
+    config = secret_values(secrets["rabbitmq-config"])
+    # The image's config file is the Secret's rabbitmq.conf, which imports its definitions.
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(broker)["volumes"]}
+    config_file = PurePosixPath(environment["RABBITMQ_CONFIG_FILE"])
+    mount = mounts[str(config_file.parent)]
+    assert mount.get("readOnly") is True
+    secret_name = volumes[mount["name"]]["secret"]["secretName"]
+    assert secret_name == secrets["rabbitmq-config"]["metadata"]["name"]
+    assert f"load_definitions = {config_file.parent}/definitions.json" in config[config_file.name]
+    definitions = json.loads(config["definitions.json"])
+    users = {user["name"]: user for user in definitions["users"]}
+    rights = {right["user"]: right for right in definitions["permissions"]}
+    admin = users[environment["RABBITMQ_DEFAULT_USER"]]
+    assert admin["tags"] == ["administrator"]
+    assert matches_hash(environment["RABBITMQ_DEFAULT_PASS"], admin["password_hash"])
+    for service in SERVICES:
+        url = urlsplit(secret_values(secrets[f"{service}-secrets"])["BROKER_URL"])
+        assert url.username == service
+        assert matches_hash(url.password or "", users[service]["password_hash"]), service
+        assert users[service]["tags"] == []
+        assert {key: rights[service][key] for key in ("configure", "write", "read")} == (
+            permissions(service)
+        )
+    assert set(users) == {*ACCESS, environment["RABBITMQ_DEFAULT_USER"]}
+    # No password in clear anywhere in the broker's Secret.
+    for service in SERVICES:
+        password = urlsplit(secret_values(secrets[f"{service}-secrets"])["BROKER_URL"]).password
+        assert password not in config["definitions.json"]
+
+
+def matches_hash(password: str, stored: str) -> bool:
+    """RabbitMQ's sha256 scheme: the stored value's salt, hashed again with the password."""
+    salt = base64.b64decode(stored)[:4]
+    return password_hash(password, salt=salt) == stored
 
 
 def test_local_secrets_are_generated_with_the_jwt_key_pair() -> None:
@@ -720,6 +776,9 @@ def test_relay_declares_every_event_queue_before_it_publishes() -> None:
     for init in declared.values():
         # The relay pod's own settings: its broker, no other service's credentials.
         assert init["envFrom"] == container["envFrom"]
+        # So it waits for the consumer to declare its queue (as its own broker user):
+        # orders' user may not declare another service's queues (common.broker_access).
+        assert init["args"] == ["queues", "--wait"]
 
 
 def test_pods_read_only_their_own_service_secrets() -> None:
@@ -941,3 +1000,64 @@ def test_expired_refresh_tokens_are_flushed_daily_by_a_cronjob() -> None:
     assert env_value(container, "SERVICE") == "gateway"
     assert {"configMapRef": {"name": "eshop-config"}} in container["envFrom"]
     assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_gateways_operators_surface_is_on_an_internal_port_no_service_routes() -> None:
+    objects = rendered("local")
+    deployment = by_name(objects, "Deployment")["gateway"]
+    (web,) = pod_spec(deployment)["containers"]
+    internal = container_ports(web)["internal"]
+    assert env_value(web, "GATEWAY_INTERNAL_PORT") == str(internal)
+    assert internal != container_ports(web)["http"]
+    # Probes and Prometheus use it; the Service (the Ingress's backend) does not.
+    for kind, probe in probes(web):
+        assert probe["httpGet"]["port"] == "internal", kind
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(internal)
+    service_ports = by_name(objects, "Service")["gateway"]["spec"]["ports"]
+    assert [port["targetPort"] for port in service_ports] == ["http"]
+
+
+# Deployments that send or receive commands, replies or events (common.signing), with the
+# services whose public keys each needs: catalog and users hear from orders, orders from both.
+SIGNING = {
+    "catalog-worker": ("catalog", {"orders"}),
+    "catalog-events": ("catalog", {"orders"}),
+    "users-worker": ("users", {"orders"}),
+    "users-events": ("users", {"orders"}),
+    "orders": ("orders", {"catalog", "users"}),
+    "orders-worker": ("orders", {"catalog", "users"}),
+    "orders-saga": ("orders", {"catalog", "users"}),
+    "orders-relay": ("orders", {"catalog", "users"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIGNING))
+def test_messaging_pods_sign_with_their_own_key_from_a_secret(name: str) -> None:
+    objects = rendered("local")
+    service, hears_from = SIGNING[name]
+    workload = by_name(objects, "Deployment")[name]
+    container = pod_spec(workload)["containers"][0]
+    environment = container_env(objects, container)
+    volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    secrets = by_name(objects, "Secret")
+
+    key = PurePosixPath(environment["MESSAGE_SIGNING_KEY"])
+    key_mount = mounts[str(key.parent)]
+    key_source = volumes[key_mount["name"]]["secret"]
+    public_mount = mounts[environment["MESSAGE_SIGNING_PUBLIC_KEYS"]]
+    public_source = volumes[public_mount["name"]]["secret"]
+    secret = secrets[key_source["secretName"]]
+    values = secret_values(secret)
+
+    assert secret["metadata"]["labels"]["app.kubernetes.io/name"] == service
+    assert key_mount.get("readOnly") is True
+    assert public_mount.get("readOnly") is True
+    assert {item["path"]: item["key"] for item in key_source["items"]} == {key.name: "key.pem"}
+    assert key_source["defaultMode"] & 0o077 == 0, "the private key is not owner-only"
+    assert public_source["secretName"] == key_source["secretName"]
+    assert {item["path"] for item in public_source["items"]} == {f"{s}.pem" for s in hears_from}
+    assert set(values) == {"key.pem", *(f"{s}.pem" for s in hears_from)}
+    assert "PRIVATE KEY" in values["key.pem"]
+    assert all("PUBLIC KEY" in values[f"{s}.pem"] for s in hears_from)

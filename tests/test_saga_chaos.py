@@ -301,6 +301,7 @@ def test_a_participant_gone_past_the_deadline_times_the_order_out_and_holds_noth
         rabbitmq.url,
         f"{prefix}users",
         "users.credit_reserve",
+        signed_by=shop.orders,
         order_id=order_id,
         customer_id=buyer,
         amount=amount,
@@ -309,6 +310,7 @@ def test_a_participant_gone_past_the_deadline_times_the_order_out_and_holds_noth
         rabbitmq.url,
         f"{prefix}catalog",
         "catalog.stock_reserve",
+        signed_by=shop.orders,
         order_id=order_id,
         lines=[{"product_id": 6, "quantity": 2}],
     )

@@ -22,4 +22,8 @@ EVENT_HANDLERS = {
     "order.approved": "catalog.handlers.order_approved",
     "order.cancelled": "catalog.handlers.order_cancelled",
 }
+# Whom the catalog believes (common.signing): saga commands come from orders alone, and
+# so do order events; anything else, or unsigned, is dead-lettered.
+COMMAND_SENDERS = {"catalog.*": ["orders"]}
+EVENT_SOURCES = {"order.*": ["orders"]}
 WSGI_APPLICATION = "catalog_svc.wsgi.application"

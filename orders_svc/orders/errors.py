@@ -1,6 +1,7 @@
 from rest_framework import status
 
 from common.problems import DomainError
+from common.signing import MessageRefused
 
 
 class OrderNotFound(DomainError):
@@ -25,3 +26,7 @@ class IdempotencyKeyReused(DomainError):
     code = "idempotency_key_reused"
     status = status.HTTP_422_UNPROCESSABLE_ENTITY
     title = "This Idempotency-Key was used for a different request."
+
+
+class ReplyInconsistent(MessageRefused):
+    """A saga reply that claims something other than what its step asked; dead-lettered."""

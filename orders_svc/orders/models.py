@@ -56,7 +56,8 @@ class OrderEvent(OutboxRecord):
     data = models.JSONField(default=dict)
     occurred_at = models.DateTimeField(auto_now_add=True, db_index=True)
     event_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
-    traceparent = models.CharField(max_length=55, blank=True)
+    # The W3C trace context (traceparent, tracestate) of the work that recorded it.
+    trace_context = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["order_id", "version"]
@@ -84,7 +85,7 @@ class OrderEvent(OutboxRecord):
             time=self.occurred_at.isoformat(timespec="microseconds"),
             subject=str(self.order_id),
             data=self.data,
-            trace={"traceparent": self.traceparent} if self.traceparent else {},
+            trace=dict(self.trace_context),
         ).to_dict()
 
 
@@ -158,9 +159,10 @@ class Saga(models.Model):
     deadline = models.DateTimeField(null=True, blank=True, db_index=True)
     needs_attention = models.BooleanField(default=False, db_index=True)
     last_error = models.TextField(blank=True)
-    # The trace of the request that started the saga: the watchdog's resends and
-    # timeouts continue it, so one trace follows the order through its retries.
-    traceparent = models.CharField(max_length=55, blank=True)
+    # The trace context (W3C: traceparent, tracestate) of the request that started the
+    # saga: the watchdog's resends and timeouts continue it, so one trace follows the
+    # order through its retries.
+    trace_context = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

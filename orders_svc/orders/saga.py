@@ -10,12 +10,23 @@ changes nothing and a restart loses nothing. ``saga_deadlines_check`` (run by
 are idempotent), and after ``SAGA_MAX_ATTEMPTS`` gives up: it rejects the
 order with ``timeout`` and compensates. A compensation that keeps failing is
 retried and the saga is flagged for attention (``manage.py saga_status``).
+
+A reply is believed only as far as it matches the question. Its signature says
+which participant sent it (``common.signing``: only catalog or users may send
+``orders.saga_reply``); here the step must be that participant's, and what the
+reply claims must be what the saga asked (``saga.pending[step]``): the same
+lines, product ids and quantities, a total that adds up, the same customer and
+amount. An inconsistent reply raises ``ReplyInconsistent``: its transaction
+rolls back (saga and order untouched) and the worker dead-letters it with the
+reason.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
@@ -24,8 +35,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.commands import BrokerUnreachable, broker_reachable, command_send
-from common.tracing import trace_context_extract, traceparent_current, tracer
+from common.tracing import trace_context_extract, trace_context_inject, tracer
 from orders.domain import Order
+from orders.errors import ReplyInconsistent
 from orders.models import OrderEventType, OrderStatus, Saga
 from orders.selectors import order_get
 from orders.services import order_append
@@ -89,7 +101,7 @@ def saga_place_start(*, order: Order) -> Saga:
         order_id=order.id,
         kind=Saga.Kind.PLACE,
         state=State.RESERVING_STOCK,
-        traceparent=traceparent_current(),
+        trace_context=trace_context_inject(),
     )
     lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
     _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines)
@@ -103,7 +115,7 @@ def saga_cancel_start(*, order: Order) -> Saga:
     saga, created = Saga.objects.get_or_create(
         order_id=order.id,
         kind=Saga.Kind.CANCEL,
-        defaults={"state": State.CANCELLING, "traceparent": traceparent_current()},
+        defaults={"state": State.CANCELLING, "trace_context": trace_context_inject()},
     )
     if created:
         _ask(saga, "stock_release", order_id=str(order.id))
@@ -135,16 +147,97 @@ def _compensate(saga: Saga, order: Order, reason: str, steps: list[str]) -> None
         _ask(saga, step, order_id=str(order.id))
 
 
+def _money(value: Any, what: str) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ReplyInconsistent(f"{what} {value!r} is not an amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise ReplyInconsistent(f"{what} {value!r} is not an amount")
+    return amount
+
+
+def _line_counts(lines: Any, what: str) -> Counter:
+    """(product id, quantity) of each line, as a multiset; ``ReplyInconsistent`` if malformed."""
+    if not isinstance(lines, list):
+        raise ReplyInconsistent(f"{what}: lines missing")
+    try:
+        return Counter((int(line["product_id"]), int(line["quantity"])) for line in lines)
+    except (TypeError, KeyError, ValueError):
+        raise ReplyInconsistent(f"{what}: a line without a product id and quantity") from None
+
+
+def _reply_check(*, step: str, asked: dict, ok: bool, data: dict) -> None:
+    """What a reply claims against what its step asked; ``ReplyInconsistent`` says where not."""
+    if step == "stock_reserve":
+        wanted = _line_counts(asked.get("lines"), "the command")
+        if ok:
+            priced = data.get("lines")
+            if _line_counts(priced, "the reply") != wanted:
+                raise ReplyInconsistent(
+                    "stock_reserve reply: its lines (product ids, quantities) are not those asked"
+                )
+            total = sum(
+                (_money(line.get("unit_price"), "unit price") * int(line["quantity"]))
+                for line in priced
+            )
+            if _money(data.get("total"), "total") != total:
+                raise ReplyInconsistent(
+                    f"stock_reserve reply: total {data.get('total')!r} is not its lines' {total}"
+                )
+        else:
+            asked_ids = {product_id for product_id, _ in wanted}
+            refused = data.get("product_ids") or []
+            if not isinstance(refused, list) or not {str(i) for i in refused} <= {
+                str(i) for i in asked_ids
+            }:
+                raise ReplyInconsistent(
+                    f"stock_reserve reply refuses products not asked for: {refused!r}"
+                )
+    elif step == "credit_reserve":
+        for name in ("customer_id", "amount"):
+            if name not in data and not ok:
+                continue  # a refusal may say less; an approval must say what it holds
+            claimed = data.get(name)
+            same = (
+                _money(claimed, name) == _money(asked[name], name)
+                if name == "amount"
+                else str(claimed) == str(asked[name])
+            )
+            if not same:
+                raise ReplyInconsistent(
+                    f"credit_reserve reply: {name} {claimed!r}, but {asked[name]!r} was asked"
+                )
+
+
 @transaction.atomic
 def saga_reply(
-    *, order_id: str, step: str, ok: bool, reason: str = "", data: dict | None = None
+    *,
+    order_id: str,
+    step: str,
+    ok: bool,
+    sender: str,
+    reason: str = "",
+    data: dict | None = None,
 ) -> None:
-    """A participant answered. Replies no step waits for (duplicates, late ones) change nothing."""
+    """A participant (``sender``, as its signature proved) answered.
+
+    Replies no step waits for (duplicates, late ones) change nothing; one that does
+    not match what its step asked raises ``ReplyInconsistent``, changing nothing.
+    """
     data = data or {}
+    if step not in STEPS:
+        raise ReplyInconsistent(f"no saga step is called {step!r}")
+    service, _ = STEPS[step]
+    if sender != service:  # whether or not a saga waits for it: never another's answer
+        raise ReplyInconsistent(f"a {step} reply must come from {service}, not {sender}")
+    if not isinstance(data, dict):
+        raise ReplyInconsistent(f"a {step} reply's data must be an object")
     saga = _locked(UUID(order_id))
     if saga is None or step not in saga.pending:
         logger.info("Saga reply %s for order %s ignored: nothing waits for it", step, order_id)
         return
+    _reply_check(step=step, asked=saga.pending[step], ok=ok, data=data)
     del saga.pending[step]
     order = order_get(order_id=order_id)
 
@@ -243,7 +336,7 @@ def _deadline_passed(order_id: UUID, kind: str, now: Any) -> None:
     # a span of it (commands sent at commit take their context from here).
     with tracer.start_as_current_span(
         "saga deadline",
-        context=trace_context_extract({"traceparent": saga.traceparent}),
+        context=trace_context_extract(saga.trace_context),
         attributes={"order.id": str(order_id), "saga.kind": kind, "saga.state": saga.state},
     ):
         _deadline_handle(saga, order_id)

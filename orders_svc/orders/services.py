@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from opentelemetry import trace
 
 from common.events import event_data_validate, outbox_notify
-from common.tracing import traceparent_current
+from common.tracing import trace_context_inject
 from orders.domain import Order
 from orders.errors import ConcurrencyConflict, IdempotencyKeyReused, OrderStateConflict
 from orders.models import IdempotencyKey, OrderEvent, OrderEventType, OrderStatus, OrderSummary
@@ -53,7 +53,7 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
                 type=type,
                 data=wire_data,
                 # The span that appends it: the relay's and consumers' spans continue it.
-                traceparent=traceparent_current(),
+                trace_context=trace_context_inject(),
             )
             outbox_notify()
     except IntegrityError:

@@ -21,6 +21,9 @@ INSTALLED_APPS = [
 ROOT_URLCONF = "orders_svc.urls"
 # The event store is the outbox: `manage.py outbox_relay` publishes order events from it.
 OUTBOX_MODEL = "orders.OrderEvent"
+# Whom orders believes (common.signing): saga replies come from its participants, and the
+# saga checks that each reply comes from the participant of its step (orders.saga.STEPS).
+COMMAND_SENDERS = {"orders.saga_reply": ["catalog", "users"]}
 
 _env = environ.Env()
 # A saga step with no reply after this long is asked again (commands are idempotent)...

@@ -20,11 +20,17 @@ from common.commands import command_send
 REPLY = "orders.saga_reply"
 
 
-def _reply(order_id: str, step: str, ok: bool, reason: str = "") -> None:
+def _reply(order_id: str, step: str, ok: bool, reason: str = "", data: dict | None = None) -> None:
     # The task's span, named by the order: what the order's trace is found by.
     trace.get_current_span().set_attribute("order.id", order_id)
     command_send(
-        service="orders", task=REPLY, order_id=order_id, step=step, ok=ok, reason=reason, data={}
+        service="orders",
+        task=REPLY,
+        order_id=order_id,
+        step=step,
+        ok=ok,
+        reason=reason,
+        data=data or {},
     )
 
 
@@ -37,9 +43,15 @@ def credit_reserve_task(order_id: str, customer_id: str, amount: str) -> None:
     except (InvalidCreditRequest, InvalidOperation, ValueError):
         _reply(order_id, "credit_reserve", False, "invalid_request")
         return
-    held = reservation.state == CreditReservation.State.HELD
+    if reservation.state != CreditReservation.State.HELD:
+        _reply(order_id, "credit_reserve", False, reservation.reason or reservation.state)
+        return
+    # What is held, for whom: the orchestrator checks it against what it asked.
     _reply(
-        order_id, "credit_reserve", held, "" if held else reservation.reason or reservation.state
+        order_id,
+        "credit_reserve",
+        True,
+        data={"customer_id": str(reservation.customer_id), "amount": str(reservation.amount)},
     )
 
 

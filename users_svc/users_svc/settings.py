@@ -24,6 +24,10 @@ EVENT_HANDLERS = {
     "order.approved": "accounts.handlers.order_approved",
     "order.cancelled": "accounts.handlers.order_cancelled",
 }
+# Whom users believes (common.signing): credit commands come from orders alone, and so
+# do order events; anything else, or unsigned, is dead-lettered.
+COMMAND_SENDERS = {"users.*": ["orders"]}
+EVENT_SOURCES = {"order.*": ["orders"]}
 WSGI_APPLICATION = "users_svc.wsgi.application"
 
 # Email is the login; the model exists from the first migration so it never has to be swapped.

@@ -9,6 +9,7 @@ import pytest
 
 from catalog.tests.factories import ProductFactory
 from common.events.consumer import EventConsumer, Outcome
+from common.testing.signing import consume_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -39,8 +40,8 @@ def test_an_approved_order_adds_to_each_products_sold_count_once():
         ],
     )
 
-    assert consumer.process(body) is Outcome.HANDLED
-    assert consumer.process(body) is Outcome.DUPLICATE  # redelivered: counted once
+    assert consume_signed(consumer, body) is Outcome.HANDLED
+    assert consume_signed(consumer, body) is Outcome.DUPLICATE  # redelivered: counted once
 
     kettle.refresh_from_db()
     mug.refresh_from_db()
@@ -51,13 +52,13 @@ def test_a_cancelled_order_gives_its_units_back_but_never_below_zero():
     kettle = ProductFactory()
     consumer = EventConsumer()
     line = [{"product_id": kettle.pk, "quantity": 2}]
-    consumer.process(envelope("order.approved", line))
+    consume_signed(consumer, envelope("order.approved", line))
 
-    consumer.process(envelope("order.cancelled", line))
+    consume_signed(consumer, envelope("order.cancelled", line))
     kettle.refresh_from_db()
     assert kettle.sold_count == 0
 
-    consumer.process(envelope("order.cancelled", line))
+    consume_signed(consumer, envelope("order.cancelled", line))
     kettle.refresh_from_db()
     assert kettle.sold_count == 0
 
@@ -70,14 +71,16 @@ def test_a_product_gone_since_is_skipped_and_the_others_counted():
         [{"product_id": 999999, "quantity": 1}, {"product_id": mug.pk, "quantity": 4}],
     )
 
-    assert consumer.process(body) is Outcome.HANDLED
+    assert consume_signed(consumer, body) is Outcome.HANDLED
     mug.refresh_from_db()
     assert mug.sold_count == 4
 
 
 def test_the_most_sold_products_come_first_in_the_catalog(api_client):
     quiet, popular = ProductFactory(), ProductFactory()
-    EventConsumer().process(envelope("order.approved", [{"product_id": popular.pk, "quantity": 5}]))
+    consume_signed(
+        EventConsumer(), envelope("order.approved", [{"product_id": popular.pk, "quantity": 5}])
+    )
 
     response = api_client.get("/api/catalog/products/", {"ordering": "-sold"})
 

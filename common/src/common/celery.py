@@ -6,6 +6,7 @@ import os
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
+from celery.worker.consumer import Consumer as CeleryConsumer
 
 from common.tracing import tracing_configure
 
@@ -17,13 +18,17 @@ def make_celery_app(*, service: str, settings_module: str) -> Celery:
     service name), so a worker started with ``-Q <service>`` serves exactly
     that service.
 
+    Every task is a ``common.commands.VerifiedTask``: it runs only for a message
+    signed by a service allowed to send it (``COMMAND_SENDERS``); anything else is
+    dead-lettered.
+
     A worker traces (``common.tracing``, as ``<service>-worker``): every task
     runs in a CONSUMER span continuing the trace its message carries. Set up
     when the worker starts, and again (a no-op unless the pool forked) in each
     pool process.
     """
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
-    app = Celery(service)
+    app = Celery(service, task_cls="common.commands:VerifiedTask")
     app.config_from_object("django.conf:settings", namespace="CELERY")
     app.autodiscover_tasks()
 
@@ -43,3 +48,20 @@ def _database_connections_tidy(**_: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+class Consumer(CeleryConsumer):
+    """Celery's worker consumer without native delayed delivery (``CELERY_WORKER_CONSUMER``).
+
+    On quorum queues Celery's workers declare the shared ``celery_delayed_*``
+    exchanges and queues and bind every task queue to them: with one broker user
+    per service (``common.broker_access``) that would be a way into every queue for
+    any user allowed to publish there. Our tasks use no ETA or countdown.
+    """
+
+    class Blueprint(CeleryConsumer.Blueprint):
+        default_steps = [
+            step
+            for step in CeleryConsumer.Blueprint.default_steps
+            if not step.endswith(":DelayedDelivery")
+        ]

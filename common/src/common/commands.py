@@ -18,22 +18,59 @@ not the seconds of Celery's default publish retries.
 Chaos testing: with the setting ``CHAOS_DUPLICATE_DELIVERY`` (environment
 variable of the same name) every command and reply is sent twice, to show
 that receivers shrug duplicates off. The outbox relay does the same for events.
+
+Trust: every command and reply is signed by its sender (``common.signing``:
+task name, task id, args, kwargs and the sender's name, in the ``x-signer`` and
+``x-signature`` headers), and every task of a service runs through
+``VerifiedTask``, which acts on a message only when the signature verifies and
+the sender may send that task (``COMMAND_SENDERS``). A message that fails, or
+whose task refuses it (``MessageRefused``, e.g. a saga reply that does not match
+what was asked), goes to ``<service>.commands.dlq`` with the reason
+(``manage.py dlq --commands``), and nothing of it is done.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from celery import current_app
+from celery import Task, current_app
+from celery.exceptions import Reject
 from django.conf import settings
 from django.db import transaction
+from kombu import Producer
+from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.exceptions import OperationalError
+from kombu.utils import json as kombu_json
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-from common.events.broker import broker_connect, broker_connection, broker_errors
+from common.events.broker import (
+    HEADER_ATTEMPTS,
+    HEADER_DEAD_AT,
+    HEADER_EXCHANGE,
+    HEADER_REASON,
+    HEADER_ROUTING_KEY,
+    PUBLISH_TIMEOUT_SECONDS,
+    broker_connect,
+    broker_connection,
+    broker_errors,
+    command_queue_name,
+    dead_letter_queue,
+    dead_letter_queue_name,
+)
+from common.quorum import connection_is_rabbitmq
+from common.signing import (
+    HEADER_SIGNATURE,
+    HEADER_SIGNER,
+    MessageRefused,
+    command_sign,
+    command_verify,
+)
 from common.tracing import trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
@@ -91,14 +128,18 @@ def command_publish(
 def _command_publish(
     *, task: str, queue: str, kwargs: dict[str, Any], copies: int, span: trace.Span
 ) -> bool:
-    headers = trace_context_inject() or None
+    trace_headers = trace_context_inject()
     try:
         for _ in range(copies):
+            # The id is chosen here so that the signature covers it.
+            task_id = str(uuid.uuid4())
+            signature = command_sign(task=task, task_id=task_id, args=(), kwargs=kwargs)
             current_app.send_task(
                 task,
                 kwargs=kwargs,
+                task_id=task_id,
                 queue=queue,
-                headers=headers,
+                headers={**trace_headers, **signature},
                 retry=True,
                 retry_policy=PUBLISH_RETRY_POLICY,
             )
@@ -113,6 +154,127 @@ def _command_publish(
         span.set_status(trace.StatusCode.ERROR, "not sent")
         return False
     return True
+
+
+# What a Celery (protocol 2) message says in its headers, kept when it is dead-lettered
+# so that a replay is the same message again; with the signature and trace headers.
+_CELERY_HEADERS = (
+    "lang",
+    "task",
+    "id",
+    "shadow",
+    "eta",
+    "expires",
+    "group",
+    "group_index",
+    "retries",
+    "timelimit",
+    "root_id",
+    "parent_id",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+    "ignore_result",
+)
+_KEPT_HEADERS = (*_CELERY_HEADERS, HEADER_SIGNER, HEADER_SIGNATURE, "traceparent", "tracestate")
+
+
+class VerifiedTask(Task):
+    """The base of every task of a service (``make_celery_app``): a message is acted on
+    only when it is signed by a service that may send this task.
+
+    Checked before the task's body runs; a refused message, or one its body refuses
+    by raising ``MessageRefused`` (its transaction rolled back), is dead-lettered with
+    the reason and acknowledged, so it is neither acted on nor retried. The verified
+    sender is ``self.request.signed_by`` for a bound task.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly:
+            return super().__call__(*args, **kwargs)  # a plain call in this process: no message
+        if request.is_eager:
+            return self.run(*args, **kwargs)  # task.apply(): in this process too
+        try:
+            request.signed_by = command_verify(
+                task=self.name,
+                task_id=request.id,
+                args=args,
+                kwargs=kwargs,
+                headers={
+                    HEADER_SIGNER: request.get(HEADER_SIGNER),
+                    HEADER_SIGNATURE: request.get(HEADER_SIGNATURE),
+                },
+            )
+            # Not super().__call__: it would push a new, empty request over the worker's.
+            return self.run(*args, **kwargs)
+        except MessageRefused as refused:
+            logger.error(
+                "%s %s refused and dead-lettered: %s",
+                self.name,
+                request.id,
+                refused,
+                extra={"task_id": request.id},
+            )
+            trace.get_current_span().set_status(trace.StatusCode.ERROR, "dead-lettered")
+            command_dead_letter(
+                task=self.name, request=request, args=args, kwargs=kwargs, reason=str(refused)
+            )
+            return None
+
+
+def command_dead_letter(
+    *, task: str, request: Any, args: Sequence[Any], kwargs: Mapping[str, Any], reason: str
+) -> None:
+    """Put a refused command on ``<service>.commands.dlq``, as the Celery message it was.
+
+    Rebuilt from what the worker received (task, id, args, kwargs, and the Celery,
+    signature and trace headers), so ``manage.py dlq --commands replay`` sends the same
+    signed message again (one refused only for a public key not deployed yet then passes).
+    Confirmed by the broker before the worker acknowledges the original; a broker that
+    refuses it puts the original back.
+    """
+    headers = {name: request.get(name) for name in _KEPT_HEADERS if request.get(name) is not None}
+    headers["task"], headers["id"] = task, request.id
+    queue = command_queue_name()
+    body = kombu_json.dumps(
+        [
+            list(args),
+            dict(kwargs),
+            {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+        ]
+    )
+    connection = broker_connection()
+    try:
+        broker_connect(connection)
+        with connection.channel() as channel:
+            dead = dead_letter_queue(kind="commands", rabbitmq=connection_is_rabbitmq(connection))
+            dead(channel).declare()
+            Producer(channel).publish(
+                body,
+                exchange=dead_letter_queue_name(kind="commands"),  # its own (queue_exchange)
+                routing_key=dead_letter_queue_name(kind="commands"),
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=PERSISTENT_DELIVERY_MODE,
+                message_id=request.id,
+                headers={
+                    **headers,
+                    HEADER_REASON: reason[:2000],
+                    HEADER_ATTEMPTS: 0,
+                    HEADER_ROUTING_KEY: queue,
+                    HEADER_EXCHANGE: "",
+                    HEADER_DEAD_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+                },
+                timeout=PUBLISH_TIMEOUT_SECONDS,
+                confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+            )
+    except broker_errors(connection) as error:
+        # Never lose it: back to its queue, to be refused (and dead-lettered) again.
+        logger.warning("could not dead-letter %s %s (%r); requeued", task, request.id, error)
+        raise Reject(reason, requeue=True) from error
+    finally:
+        connection.release()
 
 
 class BrokerUnreachable(Exception):

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common.broker_access import celery_routing_settings
 from common.filesystem_broker import transport_for
 from common.quorum import celery_queue_settings
 
@@ -116,6 +117,30 @@ def jwt_config(*, env: environ.Env, var_dir: Path) -> dict[str, Any]:
         "ACCESS_TOKEN_MINUTES": env.int("JWT_ACCESS_TOKEN_MINUTES", default=15),
         "REFRESH_TOKEN_DAYS": env.int("JWT_REFRESH_TOKEN_DAYS", default=7),
         "SERVICE_TOKEN_MINUTES": env.int("JWT_SERVICE_TOKEN_MINUTES", default=5),
+    }
+
+
+def signing_config(*, env: environ.Env, var_dir: Path, service: str) -> dict[str, Any]:
+    """Signed messages (common.signing): this service's key, the others' public keys, and
+    whom it believes.
+
+    ``MESSAGE_SIGNING_KEY`` is the file of this service's Ed25519 private key and
+    ``MESSAGE_SIGNING_PUBLIC_KEYS`` the folder of the public keys of the services it
+    hears from, one ``<service>.pem`` each; locally both are under ``var/signing/``,
+    made by ``manage.py generate_signing_keys`` (``make run`` does it), in compose and
+    k8s they are Secrets. ``COMMAND_SENDERS`` and ``EVENT_SOURCES`` are code, not
+    environment: each receiving service's settings say which services may send it
+    which tasks (``{"catalog.*": ["orders"]}``) and which event types
+    (``{"order.*": ["orders"]}``); the defaults believe nobody.
+    """
+    keys = var_dir / "signing"
+    return {
+        "MESSAGE_SIGNING": {
+            "KEY": env.str("MESSAGE_SIGNING_KEY", default=str(keys / f"{service}.pem")),
+            "PUBLIC_KEYS": env.str("MESSAGE_SIGNING_PUBLIC_KEYS", default=str(keys / "public")),
+        },
+        "COMMAND_SENDERS": {},
+        "EVENT_SOURCES": {},
     }
 
 
@@ -448,6 +473,11 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         # A broker holding classic queues of these names refuses the redeclare
         # (PRECONDITION_FAILED): see common.quorum.
         **celery_queue_settings(broker_url),
+        # Each task to its queue's own exchange, others' queues never declared, no shared
+        # pidbox or delayed-delivery exchanges: one broker user per service (broker_access).
+        **celery_routing_settings(
+            service=service, prefix=env.str("QUEUE_PREFIX", default=""), broker_url=broker_url
+        ),
         "CELERY_TASK_ACKS_LATE": True,
         "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
         "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
@@ -464,5 +494,6 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         # and span ids: observability_config) instead of Celery replacing the root logger.
         "CELERY_WORKER_HIJACK_ROOT_LOGGER": False,
         **events_config(env=env, database_engine=database["ENGINE"]),
+        **signing_config(env=env, var_dir=var_dir, service=service),
         **observability_config(env=env, service=service),
     }

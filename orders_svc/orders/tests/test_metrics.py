@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orders.metrics import quantile
 from orders.models import Saga
-from orders.saga import saga_reply
+from orders.saga import STEPS, saga_reply
 from orders.tests.test_saga import APPROVAL, place
 
 pytestmark = pytest.mark.django_db
@@ -21,7 +21,7 @@ def no_commands(monkeypatch):
 
 def approve(order_id: str) -> None:
     for step, data in APPROVAL:
-        saga_reply(order_id=order_id, step=step, ok=True, data=data)
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
 
 
 def scrape(*, multiprocess_dir=None, monkeypatch=None) -> dict[tuple[str, tuple], float]:
@@ -40,7 +40,13 @@ def test_orders_are_counted_by_status_and_rejections_by_reason():
     approve(place())
     approve(place())
     out_of_stock = place()
-    saga_reply(order_id=out_of_stock, step="stock_reserve", ok=False, reason="out_of_stock")
+    saga_reply(
+        order_id=out_of_stock,
+        step="stock_reserve",
+        sender="catalog",
+        ok=False,
+        reason="out_of_stock",
+    )
     place()  # still pending
 
     metrics = scrape()

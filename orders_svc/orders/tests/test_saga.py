@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from common.testing.tracing import traceparent_of
 from common.tracing import traceparent_current, tracer
+from orders.errors import ReplyInconsistent
 from orders.models import OrderEvent, OrderStatus, Saga
-from orders.saga import saga_deadlines_check, saga_reply
+from orders.saga import STEPS, saga_deadlines_check, saga_reply
 from orders.selectors import order_events, order_get
 from orders.services import LineRequest, order_cancel_request, order_place
 
@@ -35,10 +36,11 @@ def place() -> str:
 
 
 STOCK_OK = {"lines": [{"product_id": 1, "quantity": 2, "unit_price": "10.00"}], "total": "20.00"}
+CREDIT_OK = {"customer_id": "7", "amount": "20.00"}
 # Every reply of an approval, in order.
 APPROVAL = [
     ("stock_reserve", STOCK_OK),
-    ("credit_reserve", {}),
+    ("credit_reserve", CREDIT_OK),
     ("stock_commit", {}),
     ("credit_capture", {}),
 ]
@@ -46,10 +48,10 @@ APPROVAL = [
 
 def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
     order_id = place()
-    saga_reply(order_id=order_id, step="stock_reserve", ok=True, data=STOCK_OK)
-    saga_reply(order_id=order_id, step="credit_reserve", ok=True)
-    saga_reply(order_id=order_id, step="stock_commit", ok=True)
-    saga_reply(order_id=order_id, step="credit_capture", ok=True)
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    saga_reply(order_id=order_id, step="credit_reserve", sender="users", ok=True, data=CREDIT_OK)
+    saga_reply(order_id=order_id, step="stock_commit", sender="catalog", ok=True)
+    saga_reply(order_id=order_id, step="credit_capture", sender="users", ok=True)
 
     assert [task for task, _ in sent] == [
         "catalog.stock_reserve",
@@ -65,7 +67,9 @@ def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
 
 def test_no_stock_rejects_with_the_reason(sent):
     order_id = place()
-    saga_reply(order_id=order_id, step="stock_reserve", ok=False, reason="out_of_stock")
+    saga_reply(
+        order_id=order_id, step="stock_reserve", sender="catalog", ok=False, reason="out_of_stock"
+    )
     order = order_get(order_id=order_id)
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "out_of_stock")
     assert [task for task, _ in sent] == ["catalog.stock_reserve"]
@@ -73,11 +77,17 @@ def test_no_stock_rejects_with_the_reason(sent):
 
 def test_refused_credit_releases_the_stock_then_rejects(sent):
     order_id = place()
-    saga_reply(order_id=order_id, step="stock_reserve", ok=True, data=STOCK_OK)
-    saga_reply(order_id=order_id, step="credit_reserve", ok=False, reason="credit_limit_exceeded")
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    saga_reply(
+        order_id=order_id,
+        step="credit_reserve",
+        sender="users",
+        ok=False,
+        reason="credit_limit_exceeded",
+    )
     assert order_get(order_id=order_id).status == OrderStatus.PENDING  # until the release is done
 
-    saga_reply(order_id=order_id, step="stock_release", ok=True)
+    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
 
     order = order_get(order_id=order_id)
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "credit_limit_exceeded")
@@ -87,8 +97,8 @@ def test_refused_credit_releases_the_stock_then_rejects(sent):
 def test_every_reply_delivered_twice_gives_the_same_order(sent):
     order_id = place()
     for step, data in APPROVAL:
-        saga_reply(order_id=order_id, step=step, ok=True, data=data)
-        saga_reply(order_id=order_id, step=step, ok=True, data=data)
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
 
     order = order_get(order_id=order_id)
     assert order.status == OrderStatus.APPROVED
@@ -99,10 +109,10 @@ def test_every_reply_delivered_twice_gives_the_same_order(sent):
 def test_cancel_releases_stock_and_credit_then_cancels(sent):
     order_id = place()
     for step, data in APPROVAL:
-        saga_reply(order_id=order_id, step=step, ok=True, data=data)
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
     order_cancel_request(order_id=order_id, requested_by="7")
-    saga_reply(order_id=order_id, step="stock_release", ok=True)
-    saga_reply(order_id=order_id, step="credit_release", ok=True)
+    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
+    saga_reply(order_id=order_id, step="credit_release", sender="users", ok=True)
 
     assert order_get(order_id=order_id).status == OrderStatus.CANCELLED
     assert {task for task, _ in sent[-2:]} == {"catalog.stock_release", "users.credit_release"}
@@ -122,7 +132,7 @@ def test_a_late_reply_is_asked_again_then_the_order_times_out(sent, settings):
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "timeout")
     assert Saga.objects.get(order_id=order_id).state == Saga.State.COMPENSATING
 
-    saga_reply(order_id=order_id, step="stock_release", ok=True)
+    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
 
     saga = Saga.objects.get(order_id=order_id)
     assert (saga.state, saga.outcome) == (Saga.State.DONE, "rejected:timeout")
@@ -153,16 +163,149 @@ def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(
     assert all(span.parent.span_id == placing.span_id for span in passes)
     assert all(span.attributes["order.id"] == order_id for span in passes)
     rejected = OrderEvent.objects.get(order_id=order_id, type="order.rejected")
-    assert rejected.traceparent == traceparent_of(passes[1])
+    assert rejected.trace_context == {"traceparent": traceparent_of(passes[1])}
 
 
 def test_a_failing_compensation_is_retried_and_flagged(sent):
     order_id = place()
-    saga_reply(order_id=order_id, step="stock_reserve", ok=True, data=STOCK_OK)
-    saga_reply(order_id=order_id, step="credit_reserve", ok=False, reason="credit_limit_exceeded")
-    saga_reply(order_id=order_id, step="stock_release", ok=False, reason="broken")
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    saga_reply(
+        order_id=order_id,
+        step="credit_reserve",
+        sender="users",
+        ok=False,
+        reason="credit_limit_exceeded",
+    )
+    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=False, reason="broken")
 
     saga = Saga.objects.get(order_id=order_id)
     assert saga.needs_attention
     assert saga.state == Saga.State.COMPENSATING
     assert sent[-1][0] == "catalog.stock_release"  # asked again
+
+
+# --- replies that do not match what was asked ---------------------------------------
+
+
+def unchanged(order_id: str) -> tuple:
+    """What a refused reply must leave as it was: the order's events and the saga row."""
+    saga = Saga.objects.get(order_id=order_id)
+    return (
+        [event.type for event in order_events(order_id=order_id)],
+        saga.state,
+        dict(saga.pending),
+        saga.attempts,
+    )
+
+
+def reserved_stock(order_id: str) -> str:
+    """An order whose stock is reserved: the saga now asks users for 20.00 of credit."""
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    return order_id
+
+
+@pytest.mark.parametrize(
+    ("claim", "why"),
+    [
+        (
+            {"lines": [{"product_id": 1, "quantity": 1, "unit_price": "10.00"}], "total": "10.00"},
+            "not those asked",
+        ),
+        (
+            {"lines": [{"product_id": 2, "quantity": 2, "unit_price": "10.00"}], "total": "20.00"},
+            "not those asked",
+        ),
+        (
+            {"lines": [{"product_id": 1, "quantity": 2, "unit_price": "10.00"}], "total": "2.00"},
+            "is not its lines'",
+        ),
+        ({"total": "20.00"}, "lines missing"),
+    ],
+    ids=["other quantity", "other product", "total does not add up", "no lines"],
+)
+def test_a_stock_reply_claiming_other_lines_changes_nothing(sent, claim, why):
+    order_id = place()
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match=why):
+        saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=claim)
+
+    assert unchanged(order_id) == before
+    assert len(sent) == 1  # only the reserve itself: nothing was asked of users
+
+
+def test_a_stock_refusal_naming_products_not_asked_for_changes_nothing(sent):
+    order_id = place()
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match="not asked for"):
+        saga_reply(
+            order_id=order_id,
+            step="stock_reserve",
+            sender="catalog",
+            ok=False,
+            reason="out_of_stock",
+            data={"product_ids": [99]},
+        )
+
+    assert unchanged(order_id) == before
+
+
+@pytest.mark.parametrize(
+    ("claim", "why"),
+    [
+        ({"customer_id": "7", "amount": "1.00"}, "amount '1.00'"),
+        ({"customer_id": "8", "amount": "20.00"}, "customer_id '8'"),
+        ({}, "customer_id None"),
+    ],
+    ids=["other amount", "other customer", "says nothing"],
+)
+def test_a_credit_reply_for_another_amount_or_customer_changes_nothing(sent, claim, why):
+    order_id = reserved_stock(place())
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match=why):
+        saga_reply(order_id=order_id, step="credit_reserve", sender="users", ok=True, data=claim)
+
+    assert unchanged(order_id) == before
+
+
+@pytest.mark.parametrize(
+    ("step", "sender"), [("stock_reserve", "users"), ("stock_reserve", "orders")]
+)
+def test_a_reply_from_another_participant_than_the_steps_changes_nothing(sent, step, sender):
+    order_id = place()
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match=f"must come from catalog, not {sender}"):
+        saga_reply(order_id=order_id, step=step, sender=sender, ok=True, data=STOCK_OK)
+
+    assert unchanged(order_id) == before
+
+
+def test_a_credit_reply_from_catalog_changes_nothing(sent):
+    order_id = reserved_stock(place())
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match="must come from users, not catalog"):
+        saga_reply(
+            order_id=order_id, step="credit_reserve", sender="catalog", ok=True, data=CREDIT_OK
+        )
+
+    assert unchanged(order_id) == before
+
+
+def test_a_reply_for_a_step_that_does_not_exist_is_refused(sent):
+    order_id = place()
+
+    with pytest.raises(ReplyInconsistent, match="no saga step"):
+        saga_reply(order_id=order_id, step="refund_everything", sender="users", ok=True)
+
+
+def test_a_reply_from_the_wrong_participant_is_refused_even_when_nothing_waits_for_it(sent):
+    order_id = place()
+    for step, data in APPROVAL:
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
+
+    with pytest.raises(ReplyInconsistent, match="must come from catalog, not users"):
+        saga_reply(order_id=order_id, step="stock_release", sender="users", ok=True)

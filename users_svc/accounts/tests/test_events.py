@@ -9,6 +9,7 @@ import pytest
 
 from accounts.tests.factories import UserFactory
 from common.events.consumer import EventConsumer, Outcome
+from common.testing.signing import consume_signed
 
 pytestmark = pytest.mark.django_db
 
@@ -37,13 +38,13 @@ def test_approved_orders_count_once_each_and_cancelled_ones_come_off():
     consumer = EventConsumer()
     first = envelope("order.approved", str(customer.pk))
 
-    assert consumer.process(first) is Outcome.HANDLED
-    assert consumer.process(first) is Outcome.DUPLICATE
-    consumer.process(envelope("order.approved", str(customer.pk)))
+    assert consume_signed(consumer, first) is Outcome.HANDLED
+    assert consume_signed(consumer, first) is Outcome.DUPLICATE
+    consume_signed(consumer, envelope("order.approved", str(customer.pk)))
     customer.refresh_from_db()
     assert customer.order_count == 2
 
-    consumer.process(envelope("order.cancelled", str(customer.pk)))
+    consume_signed(consumer, envelope("order.cancelled", str(customer.pk)))
     customer.refresh_from_db()
     assert customer.order_count == 1
 
@@ -51,12 +52,12 @@ def test_approved_orders_count_once_each_and_cancelled_ones_come_off():
 def test_a_cancellation_never_takes_the_count_below_zero():
     customer = UserFactory()
 
-    EventConsumer().process(envelope("order.cancelled", str(customer.pk)))
+    consume_signed(EventConsumer(), envelope("order.cancelled", str(customer.pk)))
 
     customer.refresh_from_db()
     assert customer.order_count == 0
 
 
 def test_an_account_deleted_since_is_logged_not_failed(caplog):
-    assert EventConsumer().process(envelope("order.approved", "999999")) is Outcome.HANDLED
+    assert consume_signed(EventConsumer(), envelope("order.approved", "999999")) is Outcome.HANDLED
     assert "no such account" in caplog.text

@@ -52,13 +52,40 @@ def queue_name(service: str | None = None) -> str:
     return f"{_prefix()}{service_name(service)}.events"
 
 
-def dead_letter_queue_name(service: str | None = None) -> str:
+def command_queue_name(service: str | None = None) -> str:
+    """The Celery queue of a service's commands and replies (its ``CELERY_TASK_DEFAULT_QUEUE``)."""
+    return f"{_prefix()}{service_name(service)}"
+
+
+DEAD_LETTER_KINDS = ("events", "commands")
+
+
+def dead_letter_queue_name(service: str | None = None, *, kind: str = "events") -> str:
+    """``<service>.events.dlq`` for events, ``<service>.commands.dlq`` for Celery commands
+    and replies refused by the worker (unsigned, forged, not allowed, inconsistent)."""
+    if kind not in DEAD_LETTER_KINDS:
+        raise ValueError(f"dead letters are {' or '.join(DEAD_LETTER_KINDS)}, not {kind!r}")
+    if kind == "commands":
+        return f"{command_queue_name(service)}.commands.dlq"
     return f"{queue_name(service)}.dlq"
 
 
 def events_exchange() -> Exchange:
     """The durable topic exchange every service publishes to (routing key = event type)."""
     return Exchange(f"{_prefix()}{settings.EVENT_EXCHANGE}", type="topic", durable=True)
+
+
+def queue_exchange(queue: str) -> Exchange:
+    """The direct exchange named after one of our queues, bound to it with its name as the
+    key: how a message goes straight to that queue (a dead letter, a replay).
+
+    Never through the default exchange: on RabbitMQ the right to write to it is the
+    right to write to every queue of the virtual host, so each service's broker user
+    (``common.broker_access``) may write only to exchanges of its own, to the command
+    exchanges of the services it calls and to the events exchange it produces to.
+    Celery's task queues follow the same rule (an exchange per queue, of its name).
+    """
+    return Exchange(queue, type="direct", durable=True)
 
 
 def events_queue(*, service: str | None = None, patterns: list[str], rabbitmq: bool) -> Queue:
@@ -68,19 +95,28 @@ def events_queue(*, service: str | None = None, patterns: list[str], rabbitmq: b
     required, since a declare that says otherwise is refused by RabbitMQ.
     """
     exchange = events_exchange()
+    name = queue_name(service)
     return Queue(
-        queue_name(service),
-        bindings=[binding(exchange, routing_key=pattern) for pattern in patterns],
+        name,
+        bindings=[
+            *(binding(exchange, routing_key=pattern) for pattern in patterns),
+            # Replays go straight to this queue through its own exchange (queue_exchange).
+            binding(queue_exchange(name), routing_key=name),
+        ],
         durable=True,
         auto_delete=False,
         queue_arguments=quorum_queue_arguments(rabbitmq=rabbitmq),
     )
 
 
-def dead_letter_queue(service: str | None = None, *, rabbitmq: bool) -> Queue:
-    """Reached through the default exchange only: nothing is routed here by accident."""
+def dead_letter_queue(service: str | None = None, *, rabbitmq: bool, kind: str = "events") -> Queue:
+    """Reached through its own exchange only (``queue_exchange``): nothing is routed
+    here by accident."""
+    name = dead_letter_queue_name(service, kind=kind)
     return Queue(
-        dead_letter_queue_name(service),
+        name,
+        exchange=queue_exchange(name),
+        routing_key=name,
         durable=True,
         auto_delete=False,
         queue_arguments=quorum_queue_arguments(rabbitmq=rabbitmq),

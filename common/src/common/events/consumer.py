@@ -19,7 +19,10 @@ every message during an outage would only make work for the operator.
 
 A message that is not a valid event (not JSON, envelope fields missing, data
 against its schema, a type with no registered schema) is never retried and
-never dropped: it goes to the dead-letter queue at once with the reason.
+never dropped: it goes to the dead-letter queue at once with the reason. So
+does, before anything else is looked at, one that is not signed by the
+service its envelope names as ``source``, or whose source may not produce its
+type (``EVENT_SOURCES``; ``common.signing``).
 
 Unacknowledged messages go back to the queue when the consumer stops or dies,
 on RabbitMQ and on the embedded broker alike (``common.filesystem_broker``).
@@ -62,9 +65,10 @@ from common.events.broker import (
     queue_name,
     safe_url,
 )
-from common.events.envelope import Event, EventError, event_parse
+from common.events.envelope import Event, EventError, event_data_validate
 from common.events.models import InboxMessage
 from common.quorum import connection_is_rabbitmq
+from common.signing import MessageRefused, event_source_check, event_verify
 from common.tracing import trace_context_extract, tracer
 
 logger = logging.getLogger(__name__)
@@ -191,8 +195,21 @@ class EventConsumer:
             )
             return Outcome.DEAD_LETTERED
 
+        raw = body if isinstance(body, bytes) else body.encode()
         try:
-            event = event_parse(body)
+            # Who signed it, before its bytes are even parsed; then that the envelope
+            # says the same producer and that it may produce this type.
+            signer = event_verify(body=raw, headers=headers)
+            event = Event.from_json(raw)
+            event_source_check(event_type=event.type, source=event.source, signer=signer)
+        except MessageRefused as exc:
+            logger.error("refused event on %s dead-lettered: %s", self.queue_name, exc)
+            return dead_letter(f"refused event: {exc}"[:2000], 0)
+        except EventError as exc:
+            logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
+            return dead_letter(f"invalid event: {_reason(exc)}", 0)
+        try:
+            event_data_validate(event_type=event.type, data=event.data)
         except EventError as exc:
             logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
             return dead_letter(f"invalid event: {_reason(exc)}", 0)
@@ -332,9 +349,10 @@ class EventConsumer:
         """Publish the original body to the DLQ with why; confirmed before the caller acks."""
         if self._dead_letter_producer is None:
             raise RuntimeError("dead-lettering needs a broker connection (run() or session())")
-        if not exchange:
-            # Published straight to the queue (a replay): the routing key is
-            # the queue's name, and the event's own one travels in a header.
+        if exchange in ("", self.queue_name):
+            # Published straight to the queue (a replay, through the queue's own
+            # exchange): the routing key is the queue's name, and the event's own
+            # one travels in a header.
             routing_key = str(headers.get(HEADER_ROUTING_KEY) or routing_key)
         kept_headers = {
             key: value for key, value in headers.items() if not key.startswith("x-dlq-")
@@ -344,7 +362,7 @@ class EventConsumer:
             extra["message_id"] = properties["message_id"]
         self._dead_letter_producer.publish(
             body if isinstance(body, bytes) else body.encode(),
-            exchange="",
+            exchange=self.dead_letter_queue_name,  # its own exchange (queue_exchange)
             routing_key=self.dead_letter_queue_name,
             content_type=content_type or "application/octet-stream",
             content_encoding=content_encoding or "binary",

@@ -6,6 +6,11 @@ without acknowledging and then closing the channel gives the messages back
 to the queue: that is how ``list`` looks without taking. (On the filesystem
 transport the order of the dead-letter queue is not kept by that; it does
 not matter there.)
+
+The same code serves both kinds of dead letters: events (``<service>.events.dlq``,
+replayed to ``<service>.events``) and Celery commands and replies the worker
+refused (``kind="commands"``: ``<service>.commands.dlq``, kept as the Celery
+message they were and replayed to the service's command queue).
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from common.events.broker import (
     PUBLISH_TIMEOUT_SECONDS,
     broker_connect,
     broker_connection,
+    command_queue_name,
     dead_letter_queue,
+    dead_letter_queue_name,
     events_exchange,
     queue_name,
 )
@@ -62,7 +69,8 @@ class DeadLetter:
         routing_key = str(headers.get(HEADER_ROUTING_KEY, ""))
         return cls(
             id=str((message.properties or {}).get("message_id") or envelope.get("id") or "-"),
-            type=str(envelope.get("type") or routing_key or "-"),
+            # A command's task name is a Celery header; an event's type is in its envelope.
+            type=str(headers.get("task") or envelope.get("type") or routing_key or "-"),
             reason=str(headers.get(HEADER_REASON, "")),
             attempts=int(headers.get(HEADER_ATTEMPTS, 0)),
             routing_key=routing_key,
@@ -72,7 +80,7 @@ class DeadLetter:
 
 
 class DeadLetterQueue:
-    """``<service>.events.dlq`` on the service's broker."""
+    """``<service>.events.dlq`` (or ``<service>.commands.dlq``) on the service's broker."""
 
     def __init__(
         self,
@@ -80,14 +88,25 @@ class DeadLetterQueue:
         service: str | None = None,
         broker_url: str | None = None,
         transport_options: dict[str, Any] | None = None,
+        kind: str = "events",
     ) -> None:
         self.service = service or settings.SERVICE_NAME
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
         self.transport_options = transport_options
+        self.kind = kind
+        self.name = dead_letter_queue_name(self.service, kind=kind)
 
     def _queue(self, connection: Connection) -> Queue:
         """Declared as the consumer declares it (a quorum queue on RabbitMQ)."""
-        return dead_letter_queue(self.service, rabbitmq=connection_is_rabbitmq(connection))
+        return dead_letter_queue(
+            self.service, rabbitmq=connection_is_rabbitmq(connection), kind=self.kind
+        )
+
+    def _home(self) -> str:
+        """The queue a dead message is replayed to."""
+        if self.kind == "commands":
+            return command_queue_name(self.service)
+        return queue_name(self.service)
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -161,7 +180,7 @@ class DeadLetterQueue:
         with self._connection() as connection:
             publish_channel = connection.channel()
             producer = Producer(publish_channel)
-            if via_exchange:
+            if via_exchange and self.kind == "events":
                 exchange(publish_channel).declare()
 
             def send(message: Message, dead: DeadLetter) -> None:
@@ -172,8 +191,9 @@ class DeadLetterQueue:
                 }
                 headers[HEADER_REPLAYS] = dead.replays + 1
                 target_exchange, routing_key = exchange.name, dead.routing_key
-                if not via_exchange or not routing_key:
-                    target_exchange, routing_key = "", queue_name(self.service)
+                if not via_exchange or not routing_key or self.kind == "commands":
+                    # Through the queue's own exchange (queue_exchange), of its name.
+                    target_exchange = routing_key = self._home()
                     # Straight to the queue the routing key is the queue's name:
                     # keep the original for the next dead-lettering.
                     headers[HEADER_ROUTING_KEY] = dead.routing_key

@@ -73,7 +73,11 @@ class QueueCollector(LiveCollector):
         ]
 
     def fill(self, families: dict[str, Metric]) -> None:
-        kinds = {settings.CELERY_TASK_DEFAULT_QUEUE: "commands"}
+        kinds = {
+            settings.CELERY_TASK_DEFAULT_QUEUE: "commands",
+            # Commands and replies the worker refused (common.commands.VerifiedTask).
+            dead_letter_queue_name(kind="commands"): "dead_letters",
+        }
         if getattr(settings, "EVENT_HANDLERS", None):
             kinds[queue_name()] = "events"
             kinds[dead_letter_queue_name()] = "dead_letters"

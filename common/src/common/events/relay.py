@@ -19,6 +19,9 @@ Guarantees, and how:
 - Prompt. On PostgreSQL ``event_record`` NOTIFYs ``outbox_<service>`` and the
   relay LISTENs, so a commit wakes it at once; ``OUTBOX_POLL_SECONDS`` is the
   fallback (and the only mechanism on SQLite).
+- Signed. Each body is signed with the service's key (``common.signing``, the
+  ``x-signer`` and ``x-signature`` headers); consumers act only on events their
+  allowed producer signed, and dead-letter the rest.
 - Broker outages. The broker connection is made before any row is locked;
   while it is down the relay backs off (up to ``EVENT_RECONNECT_MAX_SECONDS``)
   and rows simply wait. A row that fails to publish gets ``attempts`` and
@@ -56,6 +59,7 @@ from common.events.broker import (
 )
 from common.events.models import OutboxRecord
 from common.events.outbox import notify_channel, outbox_model
+from common.signing import event_sign
 from common.tracing import trace_context_extract, trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
@@ -188,6 +192,8 @@ class OutboxRelay:
         """
         envelope = row.outbox_envelope()
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)
+        # Signed as published (common.signing): consumers believe it only from its producer.
+        signature = event_sign(body=body.encode())
         with tracer.start_as_current_span(
             f"{envelope['type']} publish",
             context=trace_context_extract(envelope.get("trace")),
@@ -202,7 +208,7 @@ class OutboxRelay:
                 "event.subject": envelope.get("subject", ""),
             },
         ):
-            headers = trace_context_inject()
+            headers = {**trace_context_inject(), **signature}
             for _ in range(self.copies):
                 producer.publish(
                     body,

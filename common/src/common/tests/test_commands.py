@@ -13,15 +13,28 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery, current_app
+from celery.app.trace import build_tracer
 from django.db import transaction
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 from opentelemetry import trace
 
 from common.commands import broker_reachable, command_publish, command_send
+from common.events.broker import dead_letter_queue_name
+from common.events.dlq import DeadLetter, DeadLetterQueue
+from common.signing import (
+    HEADER_SIGNATURE,
+    HEADER_SIGNER,
+    MessageRefused,
+    command_payload,
+    command_verify,
+    private_key_load,
+    signature_headers,
+)
 from common.testing.tracing import traceparent_of
 from common.tracing import tracer
 
@@ -187,3 +200,153 @@ def test_a_broker_refusing_connections_is_unreachable_at_once(settings):
     started = time.monotonic()
     assert broker_reachable() is False
     assert time.monotonic() - started < 1.0
+
+
+# --- signed commands: VerifiedTask, the base of every service's tasks ---------------
+
+
+@pytest.fixture
+def verifying(settings, queue, signing_keys) -> Iterator[tuple[Celery, list[dict]]]:
+    """A service "svc" whose tasks only orders may send, its worker's task ``svc.do``
+    (recording what it was asked), and its dead-letter queue deleted afterwards."""
+    settings.SERVICE_NAME = "svc"
+    settings.CELERY_BROKER_URL = TEST_BROKER_URL
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    settings.COMMAND_SENDERS = {"svc.*": ["orders"]}
+    settings.MESSAGE_SIGNING = {
+        "KEY": str(signing_keys / "orders.pem"),  # the tests send as orders
+        "PUBLIC_KEYS": str(signing_keys / "public"),
+    }
+    done: list[dict] = []
+    app = Celery("svc", task_cls="common.commands:VerifiedTask", set_as_current=False)
+
+    @app.task(name="svc.do", bind=True, shared=False)
+    def do(self, order_id: str, refuse: bool = False) -> None:
+        if refuse:
+            raise MessageRefused("the body looked and said no")
+        done.append({"order_id": order_id, "signed_by": self.request.signed_by})
+
+    yield app, done
+    app.close()
+    with Connection(TEST_BROKER_URL, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        channel.queue_delete(dead_letter_queue_name(kind="commands"))
+        channel.exchange_delete(dead_letter_queue_name(kind="commands"))
+
+
+def deliver(app: Celery, task_id: str, headers: dict, **kwargs: Any) -> None:
+    """Run ``svc.do`` as a worker runs a message with these headers (Celery's own tracer)."""
+    run = build_tracer("svc.do", app.tasks["svc.do"], app=app, eager=False)
+    run(task_id, (), kwargs, request={"id": task_id, "task": "svc.do", **headers})
+
+
+def signed_as(signer_key: Path, signer: str, task_id: str, **kwargs: Any) -> dict:
+    """The headers of ``svc.do(**kwargs)`` signed with ``signer_key``, naming ``signer``."""
+    payload = command_payload(task="svc.do", task_id=task_id, args=(), kwargs=kwargs, signer=signer)
+    return signature_headers(
+        signer=signer, payload=payload, private_key=private_key_load(signer_key)
+    )
+
+
+def dead_letters() -> list[DeadLetter]:
+    return DeadLetterQueue(kind="commands").list()
+
+
+def test_a_command_is_sent_signed_by_the_sending_service(queue, celery_up, settings):
+    settings.CHAOS_DUPLICATE_DELIVERY = False
+    settings.COMMAND_SENDERS = {"svc.*": [settings.SERVICE_NAME]}
+    headers: list[dict] = []
+    command_publish(task="svc.do", queue=queue, kwargs={"order_id": "o-1"})
+
+    assert received(queue, headers=headers) == [("svc.do", {"order_id": "o-1"})]
+    signer = command_verify(
+        task="svc.do",
+        task_id=headers[0]["id"],
+        args=(),
+        kwargs={"order_id": "o-1"},
+        headers=headers[0],
+    )
+    assert signer == headers[0][HEADER_SIGNER] == settings.SERVICE_NAME
+
+
+def test_a_command_signed_by_an_allowed_sender_runs_and_knows_who_sent_it(verifying, signing_keys):
+    app, done = verifying
+    task_id = str(uuid.uuid4())
+
+    deliver(
+        app,
+        task_id,
+        signed_as(signing_keys / "orders.pem", "orders", task_id, order_id="o-1"),
+        order_id="o-1",
+    )
+
+    assert done == [{"order_id": "o-1", "signed_by": "orders"}]
+    assert dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        ("unsigned", "unsigned: no x-signer header"),
+        ("bad signature", "bad signature"),
+        ("not allowed", "'users' may not send 'svc.do' (only orders may)"),
+        ("another order", "bad signature"),
+    ],
+)
+def test_a_forged_command_is_dead_lettered_with_the_reason_and_not_run(
+    verifying, signing_keys, forge, reason
+):
+    app, done = verifying
+    task_id = str(uuid.uuid4())
+    headers = {
+        "unsigned": {},
+        # users' key, claiming to be orders
+        "bad signature": signed_as(signing_keys / "users.pem", "orders", task_id, order_id="o-1"),
+        # a valid signature of a service that may not send svc.do
+        "not allowed": signed_as(signing_keys / "users.pem", "users", task_id, order_id="o-1"),
+        # orders' genuine signature of this command for another order, replayed for o-1
+        "another order": signed_as(signing_keys / "orders.pem", "orders", task_id, order_id="o-2"),
+    }[forge]
+
+    deliver(app, task_id, headers, order_id="o-1")
+
+    assert done == []
+    (dead,) = dead_letters()
+    assert (dead.id, dead.type) == (task_id, "svc.do")
+    assert reason in dead.reason
+
+
+def test_a_command_its_task_refuses_is_dead_lettered_too(verifying, signing_keys):
+    app, done = verifying
+    task_id = str(uuid.uuid4())
+    kwargs = {"order_id": "o-1", "refuse": True}
+
+    deliver(
+        app, task_id, signed_as(signing_keys / "orders.pem", "orders", task_id, **kwargs), **kwargs
+    )
+
+    assert done == []
+    assert [dead.reason for dead in dead_letters()] == ["the body looked and said no"]
+
+
+def test_a_dead_command_replayed_is_the_same_signed_message_on_its_queue(
+    verifying, signing_keys, queue
+):
+    app, _ = verifying
+    with Connection(TEST_BROKER_URL, connect_timeout=5) as connection:
+        # The worker's queue, as Celery declares it: an exchange of its name in front.
+        Queue(queue, Exchange(queue, type="direct"), routing_key=queue)(
+            connection.default_channel
+        ).declare()
+    task_id = str(uuid.uuid4())
+    kwargs = {"order_id": "o-1", "refuse": True}
+    headers = signed_as(signing_keys / "orders.pem", "orders", task_id, **kwargs)
+    deliver(app, task_id, headers, **kwargs)
+    seen: list[dict] = []
+
+    replayed = DeadLetterQueue(kind="commands").replay()
+
+    assert [dead.id for dead in replayed] == [task_id]
+    assert received(queue, headers=seen) == [("svc.do", kwargs)]
+    assert (seen[0]["id"], seen[0][HEADER_SIGNATURE]) == (task_id, headers[HEADER_SIGNATURE])
+    assert dead_letters() == []

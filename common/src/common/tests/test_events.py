@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import environ
@@ -46,6 +47,8 @@ from common.events.outbox import outbox_model
 from common.events.relay import OutboxRelay, PublishFailed
 from common.filesystem_broker import transport_for
 from common.settings import broker_config
+from common.signing import event_payload, event_verify, private_key_load, signature_headers
+from common.testing.signing import signing_identity
 from common.testing.tracing import traceparent_of
 from common.tests import event_handlers
 from common.tracing import tracer
@@ -62,6 +65,7 @@ class Broker:
     options: dict[str, Any]
     service: str
     exchange: str
+    signing: Path
     declared_queues: list[str] = field(default_factory=list)
 
     def connection(self) -> Connection:
@@ -90,19 +94,27 @@ class Broker:
         routing_key: str,
         message_id: str | None = None,
         to_queue: bool = False,
+        headers: dict[str, Any] | None = None,
     ) -> None:
-        """A message as a producer would send it: to the exchange, or straight to our queue."""
+        """A message as a producer would send it: to the exchange, or straight to our queue.
+
+        Signed as the producer the test envelopes name (``elsewhere``) signs, unless
+        ``headers`` says otherwise."""
         properties = {"message_id": message_id} if message_id else {}
+        raw = body.encode() if isinstance(body, str) else body
+        if headers is None:
+            headers = event_sign_as(raw, PRODUCER, self.signing)
         with self.connection() as connection:
             channel = connection.default_channel
             exchange = Exchange(self.exchange, type="topic", durable=True)(channel)
             exchange.declare()
             Producer(channel).publish(
-                body.encode() if isinstance(body, str) else body,
+                raw,
                 exchange="" if to_queue else self.exchange,
                 routing_key=queue_name(self.service) if to_queue else routing_key,
                 content_type="application/json",
                 content_encoding="utf-8",
+                headers=headers,
                 **properties,
             )
 
@@ -161,12 +173,19 @@ def make_broker(kind: str, settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_p
         url, options = filesystem_broker(monkeypatch, tmp_path / "broker")
     settings.SERVICE_NAME = f"t{tag}"
     settings.EVENT_EXCHANGE = f"events-test-{tag}"
+    # The test's service signs what its relay publishes; the test envelopes' producer
+    # (PRODUCER) signs what the tests publish; the consumer believes both.
+    signing = tmp_path / "signing"
+    signing_identity(settings, signing, PRODUCER)
+    signing_identity(settings, signing, settings.SERVICE_NAME)
+    settings.EVENT_SOURCES = {"*": [PRODUCER, settings.SERVICE_NAME]}
     broker = Broker(
         kind=kind,
         url=url,
         options=options,
         service=settings.SERVICE_NAME,
         exchange=events_exchange().name,  # with QUEUE_PREFIX, if the run sets one
+        signing=signing,
     )
     settings.CELERY_BROKER_URL = url
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
@@ -214,11 +233,23 @@ def consume(**options: Any) -> EventConsumer:
     return consumer
 
 
+PRODUCER = "elsewhere"  # the service the test envelopes come from
+
+
+def event_sign_as(body: bytes, signer: str, folder: Path) -> dict[str, str]:
+    """The headers ``signer``'s relay would send ``body`` with (its key in ``folder``)."""
+    return signature_headers(
+        signer=signer,
+        payload=event_payload(body=body, signer=signer),
+        private_key=private_key_load(folder / f"{signer}.pem"),
+    )
+
+
 def envelope(**overrides: Any) -> dict[str, Any]:
     return {
         "id": str(uuid.uuid4()),
         "type": "test.ping",
-        "source": "elsewhere",
+        "source": PRODUCER,
         "time": "2026-11-22T10:00:00+00:00",
         "subject": "s-1",
         "trace": {},
@@ -568,6 +599,73 @@ def test_a_malformed_message_is_dead_lettered_with_the_reason(broker, body, reas
     assert broker.queue_size(queue_name(broker.service)) == 0
 
 
+def forged(broker: Broker, settings: Any, forgery: str) -> tuple[bytes, dict[str, str]]:
+    """A test.ping event and headers that must not be believed, as ``forgery`` says."""
+    body = json.dumps(envelope()).encode()
+    if forgery == "unsigned":
+        return body, {}
+    if forgery == "bad signature":  # the consumer's own key, claiming to be the producer
+        mine = event_sign_as(body, broker.service, broker.signing)
+        return body, {
+            **event_sign_as(body, PRODUCER, broker.signing),
+            "x-signature": mine["x-signature"],
+        }
+    if forgery == "not allowed":  # signed, by a service that may not produce test.*
+        signing_identity(settings, broker.signing, "intruder")
+        body = json.dumps(envelope(source="intruder")).encode()
+        return body, event_sign_as(body, "intruder", broker.signing)
+    if forgery == "source is someone else":  # the test's service signs "elsewhere"'s event
+        return body, event_sign_as(body, broker.service, broker.signing)
+    if forgery == "another subject":  # a genuine signature, replayed on another event
+        genuine = json.dumps(envelope(subject="order-a")).encode()
+        return json.dumps(envelope(subject="order-b")).encode(), event_sign_as(
+            genuine, PRODUCER, broker.signing
+        )
+    raise AssertionError(forgery)
+
+
+@pytest.mark.parametrize(
+    ("forgery", "reason"),
+    [
+        ("unsigned", "unsigned: no x-signer header"),
+        ("bad signature", "bad signature"),
+        ("not allowed", "'intruder' may not send 'test.ping'"),
+        ("source is someone else", "envelope source 'elsewhere' but signed by"),
+        ("another subject", "bad signature"),
+    ],
+)
+@pytest.mark.django_db
+def test_a_forged_event_is_dead_lettered_with_the_reason_and_never_handled(
+    broker, settings, forgery, reason
+):
+    settings.EVENT_SOURCES = {"test.*": [PRODUCER]}
+    broker.declare_consumer_queues()
+    body, headers = forged(broker, settings, forgery)
+    broker.publish(body, routing_key="test.ping", headers=headers)
+
+    consume()
+
+    assert event_handlers.calls == []
+    assert InboxMessage.objects.count() == 0
+    [dead] = DeadLetterQueue().list()
+    assert reason in dead.reason
+    assert dead.type == "test.ping"
+    assert broker.queue_size(queue_name(broker.service)) == 0
+
+
+@pytest.mark.django_db
+def test_the_relay_signs_every_event_as_its_service(broker):
+    observer = broker.observe()
+    event = record()
+
+    relay_all()
+
+    [message] = observer.messages(1)
+    body = message.body if isinstance(message.body, bytes) else message.body.encode()
+    signer = event_verify(body=body, headers=message.headers)
+    assert signer == broker.service == event.source
+
+
 @pytest.mark.django_db
 def test_a_failing_handler_is_retried_then_dead_lettered(broker):
     broker.declare_consumer_queues()
@@ -631,18 +729,27 @@ def scripted_apply(*outcomes: BaseException | None):
     return apply
 
 
-def test_a_stop_request_mid_retry_leaves_the_message_unacknowledged(settings):
+def signed_body(settings: Any, tmp_path: Path) -> tuple[bytes, dict[str, str]]:
+    """A test envelope and the headers its producer signs it with (no broker involved)."""
+    signing_identity(settings, tmp_path / "signing", PRODUCER)
+    settings.EVENT_SOURCES = {"test.*": [PRODUCER]}
+    body = json.dumps(envelope()).encode()
+    return body, event_sign_as(body, PRODUCER, tmp_path / "signing")
+
+
+def test_a_stop_request_mid_retry_leaves_the_message_unacknowledged(settings, tmp_path):
     settings.EVENT_HANDLERS = dict(event_handlers.HANDLERS)
     settings.EVENT_RETRY_BACKOFF_SECONDS = 10
     consumer = EventConsumer()
     consumer._apply = scripted_apply(RuntimeError("handler fails"))
     consumer._database_down = lambda: False
     threading.Timer(0.05, consumer.request_stop).start()
+    body, headers = signed_body(settings, tmp_path)
 
-    assert consumer.process(json.dumps(envelope())) is Outcome.STOPPED
+    assert consumer.process(body, headers=headers) is Outcome.STOPPED
 
 
-def test_a_database_outage_does_not_use_up_the_handler_attempts(settings):
+def test_a_database_outage_does_not_use_up_the_handler_attempts(settings, tmp_path):
     settings.EVENT_HANDLERS = dict(event_handlers.HANDLERS)
     settings.EVENT_MAX_ATTEMPTS = 1
     settings.EVENT_RECONNECT_MAX_SECONDS = 0.01
@@ -650,8 +757,9 @@ def test_a_database_outage_does_not_use_up_the_handler_attempts(settings):
     consumer = EventConsumer()
     consumer._apply = scripted_apply(OperationalError("gone"), OperationalError("gone"), None)
     consumer._database_down = lambda: next(down)
+    body, headers = signed_body(settings, tmp_path)
 
-    assert consumer.process(json.dumps(envelope())) is Outcome.HANDLED
+    assert consumer.process(body, headers=headers) is Outcome.HANDLED
     assert len(consumer._apply.calls) == 3
 
 

@@ -22,6 +22,7 @@ from celery import Celery
 from celery.utils.quorum_queues import detect_quorum_queues
 from kombu import Connection
 
+from common.broker_access import celery_routing_settings
 from common.celery import make_celery_app
 from common.events.broker import dead_letter_queue_name, queue_name
 from common.events.consumer import EventConsumer
@@ -119,7 +120,10 @@ def service_app(settings: Any) -> Iterator[Celery]:
     settings.CELERY_BROKER_TRANSPORT = None
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
     settings.CELERY_TASK_DEFAULT_QUEUE = f"{prefix}svc"
-    for key, value in celery_queue_settings(TEST_BROKER_URL).items():
+    for key, value in {
+        **celery_queue_settings(TEST_BROKER_URL),
+        **celery_routing_settings(service="svc", prefix=prefix, broker_url=TEST_BROKER_URL),
+    }.items():
         setattr(settings, key, value)
     app = make_celery_app(service="svc", settings_module="common.tests.settings")
     try:
@@ -143,10 +147,9 @@ def test_a_workers_own_task_queue_is_a_quorum_queue(service_app):
 def test_the_worker_sees_its_quorum_queue_and_so_uses_no_global_qos(service_app):
     # Celery's worker asks this before its basic.qos; RabbitMQ refuses a consumer on
     # a quorum queue from a channel with global QoS (NOT_IMPLEMENTED).
-    assert detect_quorum_queues(service_app, "amqp") == (
-        True,
-        service_app.conf.task_default_queue,
-    )
+    using_quorum_queues, first = detect_quorum_queues(service_app, "amqp")
+    assert using_quorum_queues is True
+    assert first in service_app.amqp.queues
 
 
 def test_a_command_to_another_service_declares_its_queue_as_a_quorum_queue(service_app, settings):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from common.events.broker import broker_connect, broker_connection, broker_errors
+from common.events.broker import (
+    BrokerUnavailable,
+    broker_connect,
+    broker_connection,
+    broker_errors,
+    queue_sizes,
+)
 from common.events.consumer import EventConsumer
 from common.shutdown import stop_on_signals
 from common.tracing import tracing_configure
@@ -36,11 +43,29 @@ class Command(BaseCommand):
             help="handle what is queued and exit once the queue stays empty for --idle seconds",
         )
         parser.add_argument("--idle", type=float, default=1.0, help="seconds, with --drain")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="with --setup-only: declare nothing, wait until the consumer has declared "
+            "them (for another service's pod, the relay's: its broker user may not declare "
+            "this service's queues, see common.broker_access)",
+        )
 
     def handle(
-        self, *args: Any, setup_only: bool, drain: bool, idle: float, **options: Any
+        self,
+        *args: Any,
+        setup_only: bool,
+        drain: bool,
+        idle: float,
+        wait: bool,
+        **options: Any,
     ) -> None:
+        if wait and not setup_only:
+            raise CommandError("--wait goes with --setup-only")
         consumer = EventConsumer()
+        if setup_only and wait:
+            self._wait_declared(consumer)
+            return
         if setup_only:
             connection = broker_connection()
             try:
@@ -66,3 +91,16 @@ class Command(BaseCommand):
             count = consumer.run(until_idle=idle if drain else None)
         if drain:
             self.stdout.write(f"handled {count} messages")
+
+    def _wait_declared(self, consumer: EventConsumer, interval: float = 2.0) -> None:
+        """Until the queue and its DLQ exist: passive declares, which need no right. The
+        consumer declares its DLQ after its queue and bindings, so then all are there."""
+        names = [consumer.queue_name, consumer.dead_letter_queue_name]
+        while True:
+            try:
+                if set(queue_sizes(names)) == set(names):
+                    break
+            except BrokerUnavailable:
+                pass  # not up yet: ask again
+            time.sleep(interval)
+        self.stdout.write(f"{' and '.join(names)} declared by their consumer")

@@ -1,4 +1,5 @@
-"""Inspect and repair this service's dead-letter queue (<service>.events.dlq)."""
+"""Inspect and repair this service's dead-letter queues (<service>.events.dlq, and with
+--commands <service>.commands.dlq: Celery commands and replies its worker refused)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from common.events.broker import broker_connection, broker_errors, dead_letter_queue_name
+from common.events.broker import broker_connection, broker_errors
 from common.events.dlq import DeadLetterQueue
 
 
@@ -18,10 +19,21 @@ class Command(BaseCommand):
         "List, replay or purge the events this service's consumer gave up on. "
         "`list` leaves them in place; `replay` sends them back to <service>.events "
         "(or, with --via-exchange, to the events exchange with their original routing key) "
-        "and removes them; `purge` deletes them (asks unless --yes)."
+        "and removes them; `purge` deletes them (asks unless --yes). With --commands, the "
+        "same for the Celery commands and replies this service's worker refused (unsigned, "
+        "forged, from a service not allowed, inconsistent): <service>.commands.dlq, replayed "
+        "to the service's command queue."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--commands",
+            action="store_const",
+            const="commands",
+            default="events",
+            dest="kind",
+            help="the refused commands and replies instead of the events",
+        )
         actions = parser.add_subparsers(dest="action", required=True)
         listing = actions.add_parser("list", help="show id, type, reason and attempts")
         listing.add_argument("--limit", type=int, default=100)
@@ -41,11 +53,11 @@ class Command(BaseCommand):
         purge.add_argument("--id", action="append", dest="ids", help="only this message id")
         purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
-    def handle(self, *args: Any, action: str, **options: Any) -> None:
+    def handle(self, *args: Any, action: str, kind: str, **options: Any) -> None:
         # Looking without taking gives messages back on close; on the filesystem
         # transport kombu says so at INFO for every run, which reads like an error.
         logging.getLogger("kombu.transport.virtual.base").setLevel(logging.WARNING)
-        queue = DeadLetterQueue()
+        queue = DeadLetterQueue(kind=kind)
         probe = broker_connection()
         try:
             getattr(self, f"_{action}")(queue, **options)
@@ -97,4 +109,4 @@ class Command(BaseCommand):
 
 
 def _name(queue: DeadLetterQueue) -> str:
-    return dead_letter_queue_name(queue.service)
+    return queue.name
