@@ -22,9 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from tests.docker_support import REPO, ensure_images
-from tests.harness import free_port, wait_until
+from tests.harness import free_port, signing_keys, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -43,8 +44,12 @@ TRACED_SERVICES = {
 }
 PASSWORD = "correct horse battery"
 READY_TIMEOUT = 300
+# The gateway's operators' surface (admin, /metrics, probes): inside the network only.
+GATEWAY_INTERNAL_PORT = 8080
 SETTLE_TIMEOUT = 90
 SETTLED = {"APPROVED", "REJECTED", "CANCELLED"}
+# Each service's own RabbitMQ user (common.broker_access).
+BROKER_USERS = ("catalog", "users", "orders", "gateway")
 
 
 class Stack:
@@ -127,6 +132,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SECRET_KEY",
                 "POSTGRES_PASSWORD",
                 "RABBITMQ_PASSWORD",
+                *(f"RABBITMQ_{service.upper()}_PASSWORD" for service in BROKER_USERS),
                 "REDIS_PASSWORD",
                 "GRAFANA_ADMIN_PASSWORD",
             )
@@ -165,6 +171,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "DNS_REFRESH_SECONDS": "3600",
         "GATEWAY_BREAKER_FAIL_MAX": "3",
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otlp-sink:4318",
+        # The compose secrets behind every service's message signing key, as compose-up
+        # makes them (readable by the containers' user through the bind mount).
+        "SIGNING_KEYS_DIR": str(signing_keys_for_compose(folder / "signing")),
     }
     shop = Stack(
         f"eshoptest{uuid.uuid4().hex[:8]}",
@@ -176,11 +185,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = time.monotonic()
     try:
         shop.compose("up", "-d", "--no-build", "--scale", "catalog=2", timeout=READY_TIMEOUT)
-        assert wait_until(lambda: ready(shop.url), timeout=READY_TIMEOUT, interval=1), shop.logs()
+        assert wait_until(lambda: ready(shop), timeout=READY_TIMEOUT, interval=1), shop.logs()
         # Both catalog replicas answer; then the gateway starts again and resolves them.
         assert wait_until(lambda: all_healthy(shop, "catalog"), timeout=READY_TIMEOUT, interval=1)
         docker("restart", shop.container("gateway"))
-        assert wait_until(lambda: ready(shop.url), timeout=READY_TIMEOUT, interval=1), shop.logs()
+        assert wait_until(lambda: ready(shop), timeout=READY_TIMEOUT, interval=1), shop.logs()
         print(f"\ncompose up to the gateway ready: {time.monotonic() - started:.1f}s")
         yield shop
     finally:
@@ -192,6 +201,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             shop.compose("--profile", "ops", "down", "-v", "--remove-orphans", timeout=300)
 
 
+def signing_keys_for_compose(folder: Path) -> Path:
+    """An Ed25519 pair per signing service, laid out as scripts/compose.sh lays them out."""
+    signing_keys(folder)
+    for key in folder.rglob("*.pem"):
+        key.chmod(0o644)  # the containers run as uid 10001; the folder stays private
+    folder.chmod(0o700)
+    return folder
+
+
 def all_healthy(stack: Stack, service: str) -> bool:
     states = [
         stack.inspect(c)["State"].get("Health", {}).get("Status") for c in stack.containers(service)
@@ -199,9 +217,14 @@ def all_healthy(stack: Stack, service: str) -> bool:
     return bool(states) and set(states) == {"healthy"}
 
 
-def ready(url: str) -> bool:
+def ready(stack: Stack) -> bool:
+    """The gateway's /ready/ (on its internal port) and its published port both answer."""
+    if not stack.containers("gateway"):
+        return False
+    if stack.get_inside("gateway", GATEWAY_INTERNAL_PORT, "/ready/")[0] != 200:
+        return False
     try:
-        return httpx.get(f"{url}/ready/", timeout=3).status_code == 200
+        return httpx.get(f"{stack.url}/.well-known/jwks.json", timeout=3).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -276,6 +299,27 @@ def test_a_customer_shops_through_the_published_gateway(stack: Stack) -> None:
     assert details["customer"]["id"] is not None
     assert details["warnings"] == []
 
+    # The order's status stream, through the published port: every status in order, and
+    # the gateway took orders' signed events (none refused into its dead-letter queue).
+    with (
+        httpx.Client(timeout=60) as client,
+        connect_sse(
+            client, "GET", f"{stack.url}/api/orders/{order_id}/events/", headers=dict(headers)
+        ) as source,
+    ):
+        assert source.response.status_code == 200, source.response.read()
+        statuses = []
+        for event in source.iter_sse():
+            if event.data:
+                statuses.append(event.json()["status"])
+                if event.json()["final"]:
+                    break
+    assert statuses[0] == "PENDING"
+    assert statuses[-1] == "APPROVED"
+    queues = docker("exec", stack.container("rabbitmq"), "rabbitmqctl", "-q", "list_queues")
+    depths = dict(line.split() for line in queues.splitlines() if len(line.split()) == 2)
+    assert depths.get("gateway.events.dlq", "0") == "0", depths
+
     # Every process sent its spans to the OTLP endpoint compose gave it: one trace.
     def traced_services() -> set[str]:
         logs = docker("logs", stack.container("otlp-sink"))
@@ -293,6 +337,132 @@ def test_a_customer_shops_through_the_published_gateway(stack: Stack) -> None:
     assert cancelled == {order_id: "CANCELLED"}
 
 
+# Run inside a container of the stack, as that container's broker user (its BROKER_URL):
+# each operation on a channel of its own (a refusal closes the channel), publishes
+# confirmed, so that a refused publish is seen. Prints "ok" or "refused" for each.
+BROKER_ATTEMPTS = """
+import json, os, sys
+from amqp.exceptions import AccessRefused
+from kombu import Connection, Producer
+
+def attempt(connection, operation, *args):
+    if operation == "login":
+        user, password = args
+        url = f"amqp://{user}:{password}@rabbitmq:5672//"
+        with Connection(url, connect_timeout=10) as other:
+            other.ensure_connection(max_retries=0)
+        return
+    channel = connection.channel()
+    try:
+        if operation == "get":
+            channel.basic_get(args[0])  # not acknowledged: back to its queue on close
+        elif operation == "passive":
+            channel.queue_declare(args[0], passive=True)
+        elif operation == "declare":
+            channel.queue_declare(
+                args[0], durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"}
+            )
+        elif operation == "delete":
+            channel.queue_delete(args[0])
+        elif operation == "purge":
+            channel.queue_purge(args[0])
+        elif operation == "publish":
+            Producer(channel).publish(
+                b"{}", exchange=args[0], routing_key=args[1], content_type="application/json",
+                content_encoding="utf-8",
+            )
+    finally:
+        try:
+            channel.close()
+        except Exception:
+            pass
+
+results = {}
+url = os.environ["BROKER_URL"]
+with Connection(url, transport_options={"confirm_publish": True}, connect_timeout=10) as connection:
+    connection.ensure_connection(max_retries=3)
+    for operation in json.loads(sys.argv[1]):
+        try:
+            attempt(connection, *operation)
+            results[" ".join(operation)] = "ok"
+        except AccessRefused:
+            results[" ".join(operation)] = "refused"
+print(json.dumps(results))
+"""
+
+
+def broker_attempts(stack: Stack, service: str, expected: dict[tuple[str, ...], str]) -> None:
+    """Try each operation as ``service``'s container's broker user; each must end as said."""
+    operations = json.dumps([list(operation) for operation in expected])
+    result = subprocess.run(
+        [
+            "docker",
+            "exec",
+            stack.containers(service)[0],
+            "python",
+            "-c",
+            BROKER_ATTEMPTS,
+            operations,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    outcomes = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcomes == {" ".join(operation): outcome for operation, outcome in expected.items()}
+
+
+def test_each_service_reaches_on_the_broker_only_what_its_own_user_allows(stack: Stack) -> None:
+    """The order above went through; here what each user may not do (common.broker_access)."""
+    # catalog: its own queues, and publishing its replies to orders' exchange; nothing else.
+    broker_attempts(
+        stack,
+        "catalog-worker",
+        {
+            ("passive", "catalog"): "ok",
+            ("get", "catalog.events.dlq"): "ok",
+            ("get", "orders"): "refused",  # another's commands
+            ("get", "users.events"): "refused",  # another's events
+            ("delete", "orders"): "refused",
+            ("purge", "users"): "refused",
+            ("declare", "orders.events"): "refused",
+            # The default exchange would reach every queue.
+            ("publish", "", "orders"): "refused",
+            ("publish", "users", "users"): "refused",  # a service it never calls
+            ("publish", "events", "order.approved"): "refused",  # it produces no events
+            ("login", "guest", "guest"): "refused",  # no default user
+        },
+    )
+    # orders: publishes order events only (topic permissions), reads nobody's queue.
+    broker_attempts(
+        stack,
+        "orders-relay",
+        {
+            ("passive", "orders"): "ok",
+            ("publish", "events", "product.updated"): "refused",
+            ("publish", "events", "user.deleted"): "refused",
+            ("get", "catalog"): "refused",
+            ("get", "catalog.events"): "refused",
+            ("delete", "users.events.dlq"): "refused",
+            ("publish", "", "catalog"): "refused",
+        },
+    )
+    # The gateway hears order events (its order-status feed) and sends nothing to anyone.
+    broker_attempts(
+        stack,
+        "gateway",
+        {
+            ("passive", "catalog"): "ok",
+            ("publish", "catalog", "catalog"): "refused",
+            ("publish", "events", "order.approved"): "refused",
+            ("get", "catalog.events"): "refused",
+            ("declare", "catalog.events.dlq"): "refused",
+        },
+    )
+
+
 def test_only_the_gateway_is_published_and_only_on_loopback(stack: Stack) -> None:
     published = {}
     for container in stack.compose("ps", "-q").split():
@@ -302,6 +472,32 @@ def test_only_the_gateway_is_published_and_only_on_loopback(stack: Stack) -> Non
                 published[info["Config"]["Labels"]["com.docker.compose.service"]] = binding
     assert list(published) == ["gateway"]
     assert published["gateway"]["HostIp"] == "127.0.0.1"
+
+
+def test_the_published_port_refuses_the_operators_surface_while_the_stack_is_healthy(
+    stack: Stack,
+) -> None:
+    assert wait_until(lambda: all_healthy(stack, "gateway"), timeout=60, interval=1)
+    for path in (
+        "/admin/",
+        "/admin/login/",
+        "/metrics",
+        "/ready/",
+        "/health/",
+        "/internal/status/",
+    ):
+        published = httpx.get(f"{stack.url}{path}", timeout=10)
+        assert published.status_code == 404, path
+        assert published.headers["content-type"] == "application/problem+json", path
+        assert published.json()["code"] == "not_found", path
+    # Inside the network the same gateway serves them on its internal port.
+    assert stack.get_inside("gateway", GATEWAY_INTERNAL_PORT, "/ready/")[0] == 200
+    status, metrics = stack.get_inside("gateway", GATEWAY_INTERNAL_PORT, "/metrics")
+    assert status == 200
+    assert "# TYPE " in metrics
+    # The public surface stays published.
+    assert httpx.get(f"{stack.url}/.well-known/jwks.json", timeout=10).status_code == 200
+    assert httpx.get(f"{stack.url}/api/docs/", timeout=10).status_code == 200
 
 
 def test_orders_placed_while_the_catalog_worker_is_down_complete_once_it_is_back(
@@ -334,7 +530,7 @@ def test_orders_placed_while_rabbitmq_is_stopped_are_all_accepted_and_complete(
 
 
 def breaker_states(stack: Stack) -> dict[str, float]:
-    status, metrics = stack.get_inside("gateway", 8000, "/metrics")
+    status, metrics = stack.get_inside("gateway", GATEWAY_INTERNAL_PORT, "/metrics")
     assert status == 200, metrics
     return {
         instance: float(value)

@@ -75,9 +75,31 @@ GATEWAY = {
     "ACCESS_LOG": env.bool("ACCESS_LOG", default=True),
     "SCHEMA_TTL_SECONDS": env.float("GATEWAY_SCHEMA_TTL_SECONDS", default=30.0),
     "DISCOVERY_BACKEND": _defaults["DISCOVERY"]["BACKEND"],
+    # A second port for the operators' surface (INTERNAL_SEGMENTS: admin, metrics,
+    # probes, /internal/). Set (compose, k8s), those paths are served on it only and
+    # answer 404 on every other port, the published one; unset (`make run`), one port
+    # serves everything, as every other service does.
+    "INTERNAL_PORT": env.int("GATEWAY_INTERNAL_PORT", default=None),
 }
 for _service, _overrides in env.json("GATEWAY_ROUTE_OVERRIDES", default={}).items():
     GATEWAY["ROUTES"].setdefault(_service, {}).update(_overrides)
+
+# The order status push channel, GET /api/orders/{id}/events/ (proxy/order_stream.py).
+GATEWAY_PUSH = {
+    # A comment line this often keeps proxies and load balancers from closing the stream.
+    "HEARTBEAT_SECONDS": env.float("GATEWAY_PUSH_HEARTBEAT_SECONDS", default=15.0),
+    # How often a stream reads its order while the broker subscription is down...
+    "POLL_SECONDS": env.float("GATEWAY_PUSH_POLL_SECONDS", default=2.0),
+    # ...and while it is up, in case an event was lost on the way.
+    "RESYNC_SECONDS": env.float("GATEWAY_PUSH_RESYNC_SECONDS", default=30.0),
+    # How long a first stream waits for its worker's subscription before reading anyway.
+    "READY_WAIT_SECONDS": env.float("GATEWAY_PUSH_READY_WAIT_SECONDS", default=3.0),
+    "RETRY_MILLISECONDS": env.int("GATEWAY_PUSH_RETRY_MILLISECONDS", default=2000),
+    # A stream ends after this long at the latest; its client reconnects and resumes.
+    "MAX_SECONDS": env.float("GATEWAY_PUSH_MAX_SECONDS", default=300.0),
+}
+# The order events the push channel hears: believed from orders only (common.signing).
+EVENT_SOURCES = {"order.*": ["orders"]}
 
 # Tokens: SimpleJWT issues them (signed by identity.tokens.KeyedTokenBackend with
 # the key files in JWT); every service verifies them with common.auth.
@@ -121,3 +143,11 @@ REST_FRAMEWORK = {
         "logout": env.str("LOGOUT_RATE_PER_IP", default="60/min"),
     },
 }
+
+# The storefront (storefront/): the shop's HTML pages at `/`, livelier with htmx
+# (served from django-htmx's package: no CDN); request.htmx tells its partial requests.
+INSTALLED_APPS += ["django_htmx", "storefront.apps.StorefrontConfig"]
+MIDDLEWARE = [*_defaults["MIDDLEWARE"], "django_htmx.middleware.HtmxMiddleware"]
+
+# GraphQL reads at /graphql/ (graphql_api/): strawberry over the services' APIs.
+INSTALLED_APPS += ["graphql_api.apps.GraphqlApiConfig"]

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
+from graphql_api.views import graphql_view
 from proxy.apis import GatewayStatusApi, MergedSchemaApi
 from statuspage.views import status_page_view
 
@@ -19,6 +20,10 @@ urlpatterns = [
     # The operators' status page, inside the admin (staff only, the admin's login).
     path("admin/status/", admin.site.admin_view(status_page_view), name="admin-status"),
     *service_urlpatterns(),
+    # GraphQL reads over the services' APIs; GraphiQL on a browser's GET (graphql_api/).
+    path("graphql/", graphql_view, name="graphql"),
+    # The storefront's pages: last, so that every path above keeps its meaning.
+    path("", include("storefront.urls")),
 ]
 
 handler400 = "common.problems.bad_request_view"

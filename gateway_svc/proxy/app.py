@@ -5,7 +5,8 @@ Requests under a proxied prefix (``/api/catalog/``, ``/api/users/``,
 rate limit → body limit → upstream (discovery, breaker, bulkhead, timeouts,
 retries) → streamed response. That path does no database access and reads
 no settings per request; keys, routes and clients are set up once. Everything
-else (tokens, JWKS, the merged docs, admin, health, metrics) is Django's.
+else (tokens, JWKS, the merged docs, admin, health, metrics) is Django's; with
+``GATEWAY_INTERNAL_PORT`` set, the operators' part of it only on that port.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from django.conf import settings
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
@@ -68,6 +70,18 @@ TRACE_FIELDS = frozenset(field.encode() for field in propagate.get_global_textma
 _VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
 _PROBLEM = b"application/problem+json"
+# The operators' surface, by first path segment: Django's admin (the status page is in
+# it), /metrics, the probes (/health/, /ready/) and the services-only /internal/. A
+# denylist, not an allowlist: this surface is a fixed set of mechanisms (common.urls and
+# the gateway's /internal/), while the public one keeps growing (the storefront owns `/`
+# and every page under it, /static/, /graphql/, the push channel). A new operators' path
+# goes here; proxy/tests/test_exposure.py checks each named one is refused.
+INTERNAL_SEGMENTS = frozenset({"admin", "metrics", "health", "ready", "live", "internal"})
+
+
+def internal_path(path: str) -> bool:
+    """Whether the path belongs to the operators' surface (``//admin/`` too)."""
+    return path.lstrip("/").split("/", 1)[0] in INTERNAL_SEGMENTS
 
 
 def request_id_accept(client_value: bytes | None) -> bytes:
@@ -221,6 +235,8 @@ class GatewayApp:
         self._runtime: Runtime | None = None
         self._starting = asyncio.Lock()
         self.verifier = VerifiedTokens()
+        # The port of the operators' surface; None: every port serves everything.
+        self.internal_port: int | None = settings.GATEWAY.get("INTERNAL_PORT")
 
     async def runtime(self) -> Runtime:
         if self._runtime is None:
@@ -244,7 +260,16 @@ class GatewayApp:
                     if composer is not None and composer.matches(scope):
                         await composer.handle(self, scope, receive, send)
                         return
+                    stream = runtime.order_stream
+                    if stream is not None and stream.matches(scope):
+                        await stream.handle(self, scope, receive, send)
+                        return
                     await self.proxy(runtime, route, scope, receive, send)
+                    return
+            if self.internal_port is not None and internal_path(path):
+                server = scope.get("server")
+                if server is None or server[1] != self.internal_port:
+                    await self.refuse_internal(scope, send)
                     return
             await self.django(scope, receive, send)
         elif kind == "lifespan":
@@ -268,6 +293,19 @@ class GatewayApp:
                     await self._runtime.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    @staticmethod
+    async def refuse_internal(scope: Scope, send: Send) -> None:
+        """An operators' path asked on the public port: as if it did not exist (404)."""
+        request_id = request_id_accept(dict(scope["headers"]).get(b"x-request-id"))
+        await send_problem(
+            send,
+            status=404,
+            code="not_found",
+            title="Not found.",
+            detail=f"No route for {scope['path']}.",
+            request_id=request_id,
+        )
 
     def authenticate(self, authorization: bytes | None) -> tuple[dict[str, Any] | None, str]:
         """The token's claims (None without a token), or an error message for a bad one."""

@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from proxy.runtime import Runtime
 
 _DETAILS = re.compile(r"^/api/orders/([^/]+)/details/$")
+# An order id: a UUID in ASCII hex, with or without its hyphens (orders reads both).
+# Anything else is no order, and must not reach orders' URL as it stands: ``?``, ``#``
+# or ``..`` in the decoded path made another request of it (``/api/orders/%3F/details/``
+# answered orders' list as if it were the order; found by proxy/tests/test_properties.py).
+_ORDER_ID = re.compile(r"[0-9a-fA-F]{8}(-?[0-9a-fA-F]{4}){3}-?[0-9a-fA-F]{12}")
 
 
 class OrderDetailsComposer:
@@ -142,6 +147,16 @@ class OrderDetailsComposer:
             await send_rate_limited(send, decision, request_id)
             return 429
         order_id = _DETAILS.match(scope["path"]).group(1)  # type: ignore[union-attr]
+        if not _ORDER_ID.fullmatch(order_id):
+            await send_problem(
+                send,
+                status=404,
+                code="order_not_found",
+                title="No such order.",
+                detail="An order id is a UUID.",
+                request_id=request_id,
+            )
+            return 404
         caller = [
             ("Authorization", headers[b"authorization"].decode("latin-1")),
             ("X-Request-ID", request_id.decode("latin-1")),

@@ -153,6 +153,8 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
     components = merged.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     missing = []
+    # Each service's component names as the merged document spells them.
+    component_names: dict[str, dict[str, str]] = {}
     for service, document in services.items():
         if document is None:
             missing.append(service)
@@ -164,6 +166,7 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
             for name, definition in service_schemas.items()
             if name in schemas and schemas[name] != definition
         }
+        component_names[service] = {name: renames.get(name, name) for name in service_schemas}
         document = _rename_refs(document, renames)
         for name, definition in document.get("components", {}).get("schemas", {}).items():
             schemas[renames.get(name, name)] = definition
@@ -180,8 +183,91 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
                 if isinstance(operation, dict) and "responses" in operation:
                     _add_answers(operation)
             paths[path] = operations
+    if "orders" in component_names:
+        _add_order_details(paths, schemas, component_names)
+    if services.get("orders") is not None:
+        # The order status push channel (proxy/order_stream.py), with orders' API.
+        from proxy.order_status import OPENAPI_PATH, openapi_operation
+
+        events = openapi_operation()
+        _add_answers(events, ("401", "408", "429", "502", "503", "504"))
+        paths[OPENAPI_PATH] = {"get": events}
     if missing:
         merged["info"]["description"] += (
             " Not available right now, so left out: " + ", ".join(sorted(missing)) + "."
         )
     return merged
+
+
+ORDER_DETAILS_PATH = "/api/orders/{order_id}/details/"
+
+
+def _ref(names: dict[str, dict[str, str]], service: str, name: str) -> dict[str, Any]:
+    """A nullable reference to a service's component; any object when it is not there."""
+    if name not in names.get(service, {}):
+        return {"type": "object", "nullable": True}
+    return {"allOf": [{"$ref": f"#/components/schemas/{names[service][name]}"}], "nullable": True}
+
+
+def _add_order_details(
+    paths: dict[str, Any], schemas: dict[str, Any], names: dict[str, dict[str, str]]
+) -> None:
+    """The composition (proxy/composition.py): its answers as it gives them.
+
+    Built from the services' own components (orders' ``Order`` and ``LineOut``,
+    catalog's ``Product``, users' ``CustomerSummary`` from its internal API), so it
+    follows them when they change.
+    """
+    orders = names["orders"]
+    schemas["OrderDetailsLine"] = {
+        "allOf": [
+            {"$ref": f"#/components/schemas/{orders.get('LineOut', 'LineOut')}"},
+            {
+                "type": "object",
+                "properties": {"product": _ref(names, "catalog", "Product")},
+                "required": ["product"],
+            },
+        ]
+    }
+    schemas["OrderDetails"] = {
+        "type": "object",
+        "description": "The order, each line's product and the customer. A product or the "
+        "customer that could not be had is null, with a warning saying why.",
+        "properties": {
+            "order": {"$ref": f"#/components/schemas/{orders.get('Order', 'Order')}"},
+            "lines": {"type": "array", "items": {"$ref": "#/components/schemas/OrderDetailsLine"}},
+            "customer": _ref(names, "users", "CustomerSummary"),
+            "warnings": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["order", "lines", "customer", "warnings"],
+    }
+    operation: dict[str, Any] = {
+        "operationId": "gateway_order_details",
+        "summary": "An order with its products and customer, in one call",
+        "tags": ["orders"],
+        "parameters": [
+            {
+                "in": "path",
+                "name": "order_id",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+            }
+        ],
+        # A customer's own order, or any for staff: a bearer token only (no session).
+        "security": [{"bearerAuth": []}],
+        "responses": {
+            "200": {
+                "description": "",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/OrderDetails"}}
+                },
+            },
+            "404": {
+                "description": "No such order, or not yours (`order_not_found`); an id that is "
+                "not a UUID too.",
+                "content": _PROBLEM_CONTENT,
+            },
+        },
+    }
+    _add_answers(operation, ("401", "408", "429", "502", "503", "504"))
+    paths[ORDER_DETAILS_PATH] = {"get": operation}

@@ -55,6 +55,7 @@ class Runtime:
         self.limiter: LocalRateLimiter | RedisRateLimiter = LocalRateLimiter()
         self.http: UpstreamClient | None = None
         self.composer: Any = None
+        self.order_stream: Any = None
         self._counters: dict[tuple[str, int], Any] = {}
         self._timers: dict[str, Any] = {}
         self._redis_async: Any = None
@@ -91,9 +92,14 @@ class Runtime:
         from proxy.composition import OrderDetailsComposer
 
         self.composer = OrderDetailsComposer(self)
+        from proxy.order_stream import OrderStatusStream
+
+        self.order_stream = OrderStatusStream(self)
         StatusCollector.current = self
 
     async def stop(self) -> None:
+        if self.order_stream is not None:
+            await self.order_stream.stop()
         self.discovery.stop()
         if self.http is not None:
             self.http.close()
@@ -132,8 +138,13 @@ class Runtime:
         instance: str,
         client: str,
         started: float,
+        timed: bool = True,
     ) -> None:
-        """The access line (with the request id, trace and span) and the metrics of one request."""
+        """The access line (with the request id, trace and span) and the metrics of one request.
+
+        ``timed=False`` (an event stream, as long as its client likes): counted, and its
+        duration logged, but kept out of the latency histogram and its alert.
+        """
         elapsed = time.perf_counter() - started
         if self.access_log:
             method, path = scope["method"], scope["path"]
@@ -156,15 +167,17 @@ class Runtime:
                     "duration_ms": round(elapsed * 1000, 2),
                 },
             )
-        self.record(upstream, status, elapsed)
+        self.record(upstream, status, elapsed if timed else None)
 
-    def record(self, upstream: str, status: int, seconds: float) -> None:
-        """Count a proxied request and time it, in /metrics."""
+    def record(self, upstream: str, status: int, seconds: float | None) -> None:
+        """Count a proxied request and time it (unless ``seconds`` is None), in /metrics."""
         counter = self._counters.get((upstream, status))
         if counter is None:
             counter = proxied_requests.labels(upstream=upstream, status=str(status))
             self._counters[(upstream, status)] = counter
         counter.inc()
+        if seconds is None:
+            return
         timer = self._timers.get(upstream)
         if timer is None:
             timer = self._timers[upstream] = proxied_request_seconds.labels(upstream=upstream)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -110,6 +110,12 @@ class AddressDetailApi(generics.RetrieveUpdateDestroyAPIView):
         address_delete(address=instance)
 
 
+class CustomerSearchSerializer(serializers.Serializer):
+    # A CharField refuses NUL (PostgreSQL cannot compare text with it: it was a 500,
+    # found by accounts/tests/test_search_properties.py) and lone surrogates with a 400.
+    search = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+
 class CustomerListApi(generics.ListAPIView):
     """Staff: every customer, searchable by email or name."""
 
@@ -123,7 +129,9 @@ class CustomerListApi(generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[User]:
-        return user_list(search=self.request.query_params.get("search", ""))
+        query = CustomerSearchSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        return user_list(search=query.validated_data.get("search", ""))
 
 
 class CustomerDetailApi(APIView):

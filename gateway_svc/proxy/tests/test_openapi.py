@@ -47,3 +47,48 @@ def test_the_gateways_own_views_get_only_the_read_deadlines():
     responses = merge(own, {"catalog": catalog})["paths"]["/api/auth/token/"]["post"]["responses"]
 
     assert set(responses) == {"200", "408"}
+
+
+def _service(prefix: str, *components: str) -> dict:
+    return {
+        "paths": {f"/api/{prefix}/": {"get": {"operationId": "list", "responses": {"200": {}}}}},
+        "components": {"schemas": {name: {"type": "object"} for name in components}},
+    }
+
+
+def test_the_order_details_composition_is_documented_with_every_answer_it_gives():
+    own, _ = _documents()
+    services = {
+        "catalog": _service("catalog", "Product"),
+        "users": _service("users", "CustomerSummary"),
+        "orders": _service("orders", "Order", "LineOut"),
+    }
+
+    document = merge(own, services)
+    operation = document["paths"]["/api/orders/{order_id}/details/"]["get"]
+
+    assert set(operation["responses"]) == {"200", "401", "404", "408", "429", "502", "503", "504"}
+    assert operation["security"] == [{"bearerAuth": []}]
+    assert operation["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
+    assert all(
+        operation["responses"][code]["content"] == PROBLEM for code in ("401", "404", "429", "504")
+    )
+    details = document["components"]["schemas"]["OrderDetails"]
+    assert details["properties"]["order"] == {"$ref": "#/components/schemas/Order"}
+    assert details["properties"]["customer"]["allOf"] == [
+        {"$ref": "#/components/schemas/CustomerSummary"}
+    ]
+    line = document["components"]["schemas"]["OrderDetailsLine"]
+    assert line["allOf"][0] == {"$ref": "#/components/schemas/LineOut"}
+
+
+def test_the_composition_follows_a_renamed_component_and_needs_orders():
+    own, _ = _documents()
+    own["components"]["schemas"]["Order"] = {"type": "string"}  # a clash: orders' is renamed
+
+    document = merge(own, {"orders": _service("orders", "Order", "LineOut")})
+    details = document["components"]["schemas"]["OrderDetails"]
+
+    assert details["properties"]["order"] == {"$ref": "#/components/schemas/OrdersOrder"}
+    assert details["properties"]["customer"] == {"type": "object", "nullable": True}
+    assert "/api/orders/{order_id}/details/" not in merge(own, {"orders": None})["paths"]
