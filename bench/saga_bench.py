@@ -74,6 +74,20 @@ where the milliseconds go. Orders neither approved nor rejected within
    PostgreSQL, one-row INSERT + COMMIT in the orders database before and
    after phase 1, since every saga step waits for at least one WAL flush.
 
+Side by side (issue #16): by default the same warm-up, steps and fixed rate
+also run against ``--baseline`` (a commit, default ``BASELINE_COMMIT``), checked
+out with ``git worktree add --detach`` under the temp dir and started by that
+commit's own tests/harness.py from the same .venv (its ``common`` first on
+PYTHONPATH, ahead of the editable install of the working tree's). Each side is a
+whole shop of its own (processes, databases, queue prefix, event exchange); both
+are started first, then every phase runs on one side and then the other, never at
+once, the side that goes first alternating from step to step, each after both
+shops are idle. A side stops stepping at its own first step that does not keep
+up. The JSON holds the working tree's figures as without a baseline, the
+baseline's under ``baseline`` and the headline ``baseline_*`` keys beside them;
+``--no-baseline`` runs the working tree alone. The worktree is removed at the
+end, after Ctrl-C too.
+
 ``--setting SERVICE:NAME=VALUE`` tries a Django setting without editing a
 service (a settings module in the temp dir star-imports the service's and
 assigns it), ``--env`` an environment variable, ``--worker-pool`` and
@@ -90,6 +104,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
+import importlib.util
 import json
 import math
 import os
@@ -104,9 +120,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import aiohttp
@@ -131,6 +148,10 @@ TERMINAL = ("order.approved", "order.rejected")
 STEP_EVENTS = ("order.placed", "order.stock_reserved", "order.credit_reserved", "order.approved")
 TOKEN_SECONDS = 4 * 3600
 SERVICES = ("catalog", "users", "orders", "gateway")
+# The commit before issue #16's saga redesign (HEAD of main when the baseline mode was
+# added): the default baseline, so every run of the redesign is measured against the
+# saga as it was, in the same run on the same machine.
+BASELINE_COMMIT = "5073ee729bebed944bc691f56d6c52289d7d8f56"
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,7 @@ class Settings:
     no_events: bool
     keep_workdir: bool
     output: Path
+    baseline: str | None  # a commit, or None: the working tree alone
 
 
 @dataclass
@@ -181,6 +203,42 @@ class Shop:
 
 class BenchError(RuntimeError):
     pass
+
+
+@dataclass
+class Side:
+    """One of the shops compared: the working tree's or the baseline commit's.
+
+    ``pythonpath`` goes ahead of the venv's editable install of the working
+    tree's ``common`` in every process of this side, so a worktree runs its own.
+    What a run measured on this side accumulates in the fields after ``shop``.
+    """
+
+    name: str
+    launcher: Any  # that source tree's tests.harness.ServiceLauncher
+    pythonpath: list[str] = field(default_factory=list)
+    shop: Shop | None = None
+    tokens: list[str] = field(default_factory=list)
+    products: list[int] = field(default_factory=list)
+    db: OrdersDb | None = None
+    meter: CpuMeter | None = None
+    tap: EventTap | None = None
+    commits: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    steps_stopped: str | None = None
+    max_rate: float | None = None
+    fixed: dict[str, Any] = field(default_factory=dict)
+    records: list[Sent] = field(default_factory=list)
+
+    def running(self) -> tuple[Shop, OrdersDb, CpuMeter]:
+        """The started shop, its orders database and its CPU meter."""
+        if self.shop is None or self.db is None or self.meter is None:
+            raise BenchError(f"[{self.name}] the shop was not started")
+        return self.shop, self.db, self.meter
+
+    @property
+    def stepping(self) -> bool:
+        return self.steps_stopped is None and all(step["keeps_up"] for step in self.steps)
 
 
 # --- CPU time from /proc -----------------------------------------------------
@@ -368,7 +426,7 @@ def settings_overrides(
     return env
 
 
-def start_shop(settings: Settings, launcher: ServiceLauncher) -> Shop:
+def start_shop(settings: Settings, launcher: ServiceLauncher, pythonpath: list[str]) -> Shop:
     port = free_port()
     verifier = {"JWT_JWKS_URL": f"http://127.0.0.1:{port}/.well-known/jwks.json"}
     base = {"ACCESS_LOG": "false", "WEB_CONCURRENCY": str(settings.web_workers)}
@@ -377,13 +435,17 @@ def start_shop(settings: Settings, launcher: ServiceLauncher) -> Shop:
     def env(name: str, **extra: str) -> dict[str, str]:
         # The gateway signs with its own key; the others fetch its public keys (JWKS).
         own = {} if name == "gateway" else verifier
-        return {
+        values = {
             **base,
             **own,
             **extra,
             **overrides.get(name, {}),
             **settings.service_env.get(name, {}),
         }
+        if pythonpath:  # the baseline's own source ahead of the working tree's install
+            inherited = values.get("PYTHONPATH") or os.environ.get("PYTHONPATH", "")
+            values["PYTHONPATH"] = os.pathsep.join(filter(None, [*pythonpath, inherited]))
+        return values
 
     catalog = launcher.start("catalog", seed=True, env=env("catalog"))
     catalog.manage(
@@ -1161,89 +1223,115 @@ def print_tables(results: dict[str, Any]) -> None:
             )
 
 
-def bench(settings: Settings, launcher: ServiceLauncher) -> dict[str, Any]:
-    machine = machine_info()
-    print("kombu floor on an idle shop (before anything starts)...", flush=True)
-    kombu = kombu_floor(launcher.queue_prefix, settings.kombu_messages)
-    print(f"  p50 {kombu['p50_ms']} ms, p99 {kombu['p99_ms']} ms", flush=True)
-
-    print("Starting gateway, catalog (seeded), users, orders, workers, relay...", flush=True)
-    tap = None if settings.no_events else EventTap(launcher.queue_prefix)
-    if tap is not None:
-        tap.start()  # binds its queue before any event is published
-    shop = start_shop(settings, launcher)
-    tokens = quick_customers(shop, settings.customers)
-    products = product_ids(shop)
-    db = OrdersDb(shop.orders.env["DATABASE_URL"])
-    meter = CpuMeter(
-        shop.groups,
-        [service.database_name for service in (shop.catalog, shop.users, shop.orders)],
+def prepare_side(side: Side, settings: Settings) -> None:
+    """Start the side's shop, its customers and what measures it."""
+    print(f"[{side.name}] starting gateway, catalog (seeded), users, orders, workers, relay...")
+    prefix = side.launcher.queue_prefix
+    if not settings.no_events:
+        side.tap = EventTap(prefix)
+        side.tap.start()  # binds its queue before any event is published
+    side.shop = start_shop(settings, side.launcher, side.pythonpath)
+    side.tokens = quick_customers(side.shop, settings.customers)
+    side.products = product_ids(side.shop)
+    side.db = OrdersDb(side.shop.orders.env["DATABASE_URL"])
+    side.meter = CpuMeter(
+        side.shop.groups,
+        [s.database_name for s in (side.shop.catalog, side.shop.users, side.shop.orders)],
     )
-    time.sleep(2)  # consumers declare their queues, workers connect
-    print("PostgreSQL commit floor...", flush=True)
-    commits = {"before": commit_floor(shop.orders.env["DATABASE_URL"])}
-    print(f"  p50 {commits['before']['p50_ms']} ms, p99 {commits['before']['p99_ms']} ms")
-    for label, pgids in shop.groups.items():
+
+
+def check_running(side: Side) -> None:
+    for label, pgids in side.running()[0].groups.items():
         for pgid in pgids:
             if not Path(f"/proc/{pgid}").exists():
-                raise BenchError(f"{label} exited at start (see its log)")
-    try:
-        # Steps first, from the lowest rate: what the machine keeps up with is known
-        # even when the fixed rate is beyond it (its backlog would spoil later runs).
-        warmup_rate = min([*settings.steps, settings.rate])
-        print(f"Warm-up: {settings.warmup:.0f} s at {warmup_rate:.0f}/s", flush=True)
-        open_loop(shop, warmup_rate, settings.warmup, tokens, products)
-        steps: list[dict[str, Any]] = []
-        steps_stopped = None
-        max_rate: float | None = None
-        for rate in settings.steps:
-            # A backlog left by the run before would be measured as this step's.
-            if waiting := db.wait_idle(settings.settle):
-                steps_stopped = f"{waiting} sagas of the step before still open after the wait"
-                print(f"  {steps_stopped}: no more steps")
-                break
-            print(f"Step: {settings.step_duration:.0f} s at {rate:.0f}/s", flush=True)
-            step, _ = measured_run(
-                shop, db, meter, settings, rate, settings.step_duration, tokens, products
-            )
-            ok, why = keeps_up(step, settings)
-            step["keeps_up"], step["why_not"] = ok, why
-            steps.append(step)
-            print(
-                f"  done/s {step['completed_per_s']}  p50 {step['p50_ms']} ms  "
-                f"p99 {step['p99_ms']} ms  drain {step['drain_s']} s  busy {step['machine_busy']}"
-                f"  {'keeps up' if ok else 'NO: ' + why}",
-                flush=True,
-            )
-            if not ok:
-                break
-            max_rate = rate
+                raise BenchError(f"[{side.name}] {label} exited at start (see its log)")
 
-        backlog = db.wait_idle(settings.settle)
-        print(f"Fixed rate: {settings.duration:.0f} s at {settings.rate:.0f}/s", flush=True)
-        fixed, records = measured_run(
-            shop, db, meter, settings, settings.rate, settings.duration, tokens, products
-        )
-        fixed["open_sagas_at_start"] = backlog
-        commits["after"] = commit_floor(shop.orders.env["DATABASE_URL"])
-        events_of_run = db.events([r.order_id for r in records if r.order_id])
-        breakdown = step_breakdown(shop, events_of_run, records)
-        events = event_delivery(shop, events_of_run, tap)
-    finally:
-        db.close()
-        if tap is not None:
-            tap.stop()
 
+def wait_all_idle(sides: list[Side], timeout: float) -> None:
+    """No side runs while another still works off a backlog (it would take its CPU)."""
+    for side in sides:
+        side.running()[1].wait_idle(timeout)
+
+
+def in_turn(sides: list[Side], round_index: int) -> list[Side]:
+    """The sides in the order they run this round: who goes first alternates, so a drift
+    of the machine's load through the run does not favour one side."""
+    return sides if round_index % 2 == 0 else sides[::-1]
+
+
+def run_step(side: Side, sides: list[Side], settings: Settings, rate: float) -> None:
+    shop, db, meter = side.running()
+    # A backlog left by the run before would be measured as this step's.
+    waiting = db.wait_idle(settings.settle)
+    wait_all_idle(sides, settings.settle)
+    if waiting:
+        side.steps_stopped = f"{waiting} sagas of the step before still open after the wait"
+        print(f"  [{side.name}] {side.steps_stopped}: no more steps")
+        return
+    print(f"[{side.name}] step: {settings.step_duration:.0f} s at {rate:.0f}/s", flush=True)
+    step, _ = measured_run(
+        shop,
+        db,
+        meter,
+        settings,
+        rate,
+        settings.step_duration,
+        side.tokens,
+        side.products,
+    )
+    ok, why = keeps_up(step, settings)
+    step["keeps_up"], step["why_not"] = ok, why
+    side.steps.append(step)
+    print(
+        f"  done/s {step['completed_per_s']}  p50 {step['p50_ms']} ms  "
+        f"p99 {step['p99_ms']} ms  drain {step['drain_s']} s  busy {step['machine_busy']}"
+        f"  {'keeps up' if ok else 'NO: ' + why}",
+        flush=True,
+    )
+    if ok:
+        side.max_rate = rate
+
+
+def run_fixed(side: Side, sides: list[Side], settings: Settings) -> None:
+    shop, db, meter = side.running()
+    backlog = db.wait_idle(settings.settle)
+    wait_all_idle(sides, settings.settle)
+    print(
+        f"[{side.name}] fixed rate: {settings.duration:.0f} s at {settings.rate:.0f}/s", flush=True
+    )
+    side.fixed, side.records = measured_run(
+        shop,
+        db,
+        meter,
+        settings,
+        settings.rate,
+        settings.duration,
+        side.tokens,
+        side.products,
+    )
+    side.fixed["open_sagas_at_start"] = backlog
+
+
+def side_results(side: Side, settings: Settings, kombu: dict[str, Any]) -> dict[str, Any]:
+    """One side's figures, as the bench wrote them before it had a baseline mode."""
+    shop, db, _ = side.running()
+    fixed, steps, max_rate = side.fixed, side.steps, side.max_rate
+    events_of_run = db.events([r.order_id for r in side.records if r.order_id])
+    breakdown = step_breakdown(shop, events_of_run, side.records)
+    events = event_delivery(shop, events_of_run, side.tap)
     if shop.consumers and "catalog_inbox" in events:
         source, headline = "catalog inbox (consume_events)", events["catalog_inbox"]
     elif "tap" in events:
         source, headline = "bench tap (relay → broker → plain kombu consumer)", events["tap"]
     else:
         source, headline = "not measured", {"p50_ms": None, "p99_ms": None}
-    results = {
+    commits = side.commits
+    return {
         "rate": settings.rate,
         "p50_ms": fixed["p50_ms"],
         "p99_ms": fixed["p99_ms"],
+        # All processes of the shop but RabbitMQ, at the fixed rate.
+        "cpu_ms_per_order": fixed["cpu_ms_per_order_total"],
         "max_orders_per_s": max_rate,
         # The most orders settled per second in any step, kept up or not: the ceiling.
         "peak_completed_per_s": max(
@@ -1268,18 +1356,17 @@ def bench(settings: Settings, launcher: ServiceLauncher) -> dict[str, Any]:
         "fixed_rate": fixed,
         "breakdown": breakdown,
         "steps": steps,
-        "steps_stopped": steps_stopped,
+        "steps_stopped": side.steps_stopped,
         "events": events,
         "kombu": kombu,
         "commit_floor": commits,
-        "machine": machine,
         "settings": {
             "duration_s": settings.duration,
             "warmup_s": settings.warmup,
             "step_duration_s": settings.step_duration,
             "steps": settings.steps,
             "customers": settings.customers,
-            "products": len(products),
+            "products": len(side.products),
             "order": "one line, quantity 1, random product, random customer",
             "web_workers": settings.web_workers,
             "gateway_workers": settings.gateway_workers,
@@ -1290,7 +1377,159 @@ def bench(settings: Settings, launcher: ServiceLauncher) -> dict[str, Any]:
             "processes": sorted(shop.groups),
         },
     }
-    print_tables(results)
+
+
+# The headline figures of the baseline, copied next to the working tree's as baseline_<key>.
+BASELINE_HEADLINES = (
+    "cpu_ms_per_order",
+    "max_orders_per_s",
+    "p50_ms",
+    "p99_ms",
+    "event_p50_ms",
+    "event_p99_ms",
+    "peak_completed_per_s",
+)
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    return round(value / reference, 3) if value is not None and reference else None
+
+
+def combine(
+    current: dict[str, Any],
+    baseline: dict[str, Any] | None,
+    commits: dict[str, Any],
+    machine: dict[str, Any],
+) -> dict[str, Any]:
+    """The results file: the working tree's figures at the top level (as without a
+    baseline), each baseline headline beside them, the baseline's whole figures under
+    ``baseline``, and issue #16's side-by-side targets."""
+    results = {
+        **{key: current[key] for key in ("rate", "p50_ms", "p99_ms", "cpu_ms_per_order")},
+        "max_orders_per_s": current["max_orders_per_s"],
+        "event_p50_ms": current["event_p50_ms"],
+    }
+    for key in BASELINE_HEADLINES:
+        results[f"baseline_{key}"] = baseline[key] if baseline else None
+    results.update(current)
+    results["commits"] = commits
+    results["machine"] = machine
+    results["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    results["baseline"] = baseline
+    if baseline is not None:
+        cpu_ratio = _ratio(current["cpu_ms_per_order"], baseline["cpu_ms_per_order"])
+        rate_ratio = _ratio(current["max_orders_per_s"], baseline["max_orders_per_s"])
+        results["cpu_ratio_to_baseline"] = cpu_ratio
+        results["max_orders_per_s_ratio_to_baseline"] = rate_ratio
+        results["targets"] = {
+            **current["targets"],
+            "cpu_ms_per_order<=baseline/3": cpu_ratio is not None and cpu_ratio <= 1 / 3,
+            "max_orders_per_s>=2.5x_baseline": rate_ratio is not None and rate_ratio >= 2.5,
+        }
+    return results
+
+
+def print_side_by_side(results: dict[str, Any]) -> None:
+    baseline = results["baseline"]
+    commits = results["commits"]
+    print(
+        f"\nSide by side: baseline {commits['baseline']['commit'][:10]} against the working "
+        f"tree ({commits['working_tree']['describe']}), {results['machine']['cpu']}"
+    )
+    rows = [
+        ("CPU ms per order (fixed rate)", "cpu_ms_per_order", 2),
+        ("max orders/s kept up", "max_orders_per_s", 0),
+        ("most orders/s settled", "peak_completed_per_s", 1),
+        (f"saga p50 ms at {results['rate']:.0f}/s", "p50_ms", 1),
+        (f"saga p99 ms at {results['rate']:.0f}/s", "p99_ms", 1),
+        ("event delivery p50 ms", "event_p50_ms", 1),
+        ("event delivery p99 ms", "event_p99_ms", 1),
+    ]
+    print(f"  {'':<32} {'baseline':>10} {'working':>10} {'ratio':>7}")
+    for label, key, digits in rows:
+        ours, theirs = results[key], baseline[key]
+        print(
+            f"  {label:<32} {_cell(theirs, 10, digits)} {_cell(ours, 10, digits)} "
+            f"{_cell(_ratio(ours, theirs), 7, 2)}"
+        )
+    others = [run["fixed_rate"]["other_cores"] for run in (baseline, results)]
+    print(
+        f"  {'others (cores, fixed rate)':<32} {_cell(others[0], 10, 2)} {_cell(others[1], 10, 2)}"
+    )
+    theirs_by_rate = {step["rate"]: step for step in baseline["steps"]}
+    ours_by_rate = {step["rate"]: step for step in results["steps"]}
+    if theirs_by_rate or ours_by_rate:
+        print(
+            f"\n  {'rate':>5}   {'baseline p50/p99 ms, CPU/ord':>34}   "
+            f"{'working p50/p99 ms, CPU/ord':>34}"
+        )
+        for rate in sorted(theirs_by_rate.keys() | ours_by_rate.keys()):
+            cells = []
+            for step in (theirs_by_rate.get(rate), ours_by_rate.get(rate)):
+                if step is None:
+                    cells.append(f"{'(not run)':>34}")
+                    continue
+                cells.append(
+                    f"{_cell(step['p50_ms'], 8)} {_cell(step['p99_ms'], 8)} "
+                    f"{_cell(step['cpu_ms_per_order_total'], 7, 2)} "
+                    f"{'ok' if step['keeps_up'] else 'NO':>8}"
+                )
+            print(f"  {rate:5.0f}   {cells[0]}   {cells[1]}")
+    print(f"  targets: {results['targets']}")
+
+
+def bench(settings: Settings, sides: list[Side], commits: dict[str, Any]) -> dict[str, Any]:
+    """``sides``: the working tree's first, then the baseline's if any."""
+    machine = machine_info()
+    print("kombu floor on an idle shop (before anything starts)...", flush=True)
+    kombu = kombu_floor(sides[0].launcher.queue_prefix, settings.kombu_messages)
+    print(f"  p50 {kombu['p50_ms']} ms, p99 {kombu['p99_ms']} ms", flush=True)
+    try:
+        for side in sides:
+            prepare_side(side, settings)
+        time.sleep(2)  # consumers declare their queues, workers connect
+        for side in sides:
+            check_running(side)
+            print(f"[{side.name}] PostgreSQL commit floor...", flush=True)
+            orders_url = side.running()[0].orders.env["DATABASE_URL"]
+            side.commits["before"] = commit_floor(orders_url)
+            floor = side.commits["before"]
+            print(f"  p50 {floor['p50_ms']} ms, p99 {floor['p99_ms']} ms")
+
+        # Steps first, from the lowest rate: what the machine keeps up with is known
+        # even when the fixed rate is beyond it (its backlog would spoil later runs).
+        warmup_rate = min([*settings.steps, settings.rate])
+        for side in in_turn(sides, 0):
+            wait_all_idle(sides, settings.settle)
+            print(f"[{side.name}] warm-up: {settings.warmup:.0f} s at {warmup_rate:.0f}/s")
+            open_loop(side.running()[0], warmup_rate, settings.warmup, side.tokens, side.products)
+        for round_index, rate in enumerate(settings.steps):
+            stepping = [side for side in sides if side.stepping]
+            if not stepping:
+                break
+            for side in in_turn(stepping, round_index):
+                run_step(side, sides, settings, rate)
+
+        for side in in_turn(sides, len(settings.steps)):
+            run_fixed(side, sides, settings)
+        for side in sides:
+            orders_url = side.running()[0].orders.env["DATABASE_URL"]
+            side.commits["after"] = commit_floor(orders_url)
+        figures = [side_results(side, settings, kombu) for side in sides]
+    finally:
+        for side in sides:
+            if side.db is not None:
+                side.db.close()
+            if side.tap is not None:
+                side.tap.stop()
+
+    results = combine(figures[0], figures[1] if len(figures) > 1 else None, commits, machine)
+    for side, figure in zip(sides, figures, strict=True):
+        if len(sides) > 1:
+            print(f"\n===== {side.name} =====")
+        print_tables(figure)
+    if results["baseline"] is not None:
+        print_side_by_side(results)
     return results
 
 
@@ -1346,6 +1585,16 @@ def parse_args() -> Settings:
         "--keep-workdir", action="store_true", help="keep the services' logs (temp dir) afterwards"
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON results file")
+    baseline = parser.add_mutually_exclusive_group()
+    baseline.add_argument(
+        "--baseline",
+        default=BASELINE_COMMIT,
+        metavar="COMMIT",
+        help="the commit measured side by side with the working tree (a git worktree of it)",
+    )
+    baseline.add_argument(
+        "--no-baseline", action="store_true", help="the working tree alone, no side by side"
+    )
     args = parser.parse_args()
 
     def per_service(items: list[str], option: str) -> dict[str, dict[str, str]]:
@@ -1380,6 +1629,7 @@ def parse_args() -> Settings:
         no_events=args.no_events,
         keep_workdir=args.keep_workdir,
         output=args.output,
+        baseline=None if args.no_baseline else args.baseline,
     )
 
 
@@ -1403,18 +1653,101 @@ def _delete_bench_broker_objects(prefix: str) -> None:
             channel.exchange_delete(f"{prefix}events")
 
 
+def _git(*args: str, cwd: Path = REPO) -> str:
+    return subprocess.run(  # noqa: S603 - fixed git commands
+        ["git", *args],  # noqa: S607 - git from PATH, as make does
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def commit_info(commit: str) -> dict[str, str]:
+    """The full id and subject of ``commit`` (a name, short id...), or BenchError."""
+    try:
+        full = _git("rev-parse", "--verify", f"{commit}^{{commit}}")
+    except subprocess.CalledProcessError as error:
+        raise BenchError(f"no commit {commit!r}: {error.stderr.strip()}") from None
+    return {"commit": full, "subject": _git("log", "-1", "--format=%s", full)[:120]}
+
+
+def working_tree_info() -> dict[str, Any]:
+    """HEAD and whether the working tree differs from it (what the working side runs)."""
+    head = commit_info("HEAD")
+    changed = _git("status", "--porcelain", "--untracked-files=no").splitlines()
+    describe = head["commit"][:10] + (f" + {len(changed)} changed files" if changed else "")
+    return {**head, "changed_files": len(changed), "describe": describe}
+
+
+@contextlib.contextmanager
+def baseline_worktree(commit: str, folder: Path) -> Iterator[Path]:
+    """A detached git worktree of ``commit`` at ``folder``, removed on the way out
+    (Ctrl-C included) with whatever the run left in it (bytecode)."""
+    _git("worktree", "add", "--detach", "--quiet", str(folder), commit)
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _git("worktree", "remove", "--force", str(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _git("worktree", "prune")
+
+
+def load_harness(root: Path) -> ModuleType:
+    """``root``'s own tests/harness.py, so its services start from ``root``'s folders
+    the way that commit starts them."""
+    spec = importlib.util.spec_from_file_location(
+        f"saga_bench_harness_{uuid.uuid4().hex[:8]}", root / "tests" / "harness.py"
+    )
+    if spec is None or spec.loader is None:
+        raise BenchError(f"{root} has no tests/harness.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def baseline_side(root: Path, workdir: Path) -> Side:
+    harness = load_harness(root)
+    return Side(
+        name="baseline",
+        launcher=harness.ServiceLauncher(workdir),
+        # The venv's editable install points at the working tree's common/src; PYTHONPATH
+        # comes first on sys.path, so the baseline's services import the baseline's.
+        pythonpath=[str(root / "common" / "src")],
+    )
+
+
 def main() -> int:
     settings = parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # progress shows through make's pipe too
-    # SIGTERM and SIGHUP unwind like Ctrl-C, so the finally block stops everything;
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the finally blocks stop everything;
     # SIGINT too when started in the background (where the shell ignores it).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_exit)
     signal.signal(signal.SIGHUP, _raise_exit)
     workdir = Path(tempfile.mkdtemp(prefix="saga-bench-"))
-    launcher = ServiceLauncher(workdir)
+    sides: list[Side] = []
     try:
-        results = bench(settings, launcher)
+        with contextlib.ExitStack() as cleanup:
+            commits: dict[str, Any] = {"working_tree": working_tree_info(), "baseline": None}
+            (workdir / "working").mkdir()
+            sides.append(Side(name="working tree", launcher=ServiceLauncher(workdir / "working")))
+            if settings.baseline is not None:
+                commits["baseline"] = commit_info(settings.baseline)
+                root = cleanup.enter_context(
+                    baseline_worktree(commits["baseline"]["commit"], workdir / "baseline-source")
+                )
+                (workdir / "baseline").mkdir()
+                sides.append(baseline_side(root, workdir / "baseline"))
+            try:
+                results = bench(settings, sides, commits)
+            finally:
+                for side in sides:  # before the worktree goes: its processes run from it
+                    side.launcher.stop_all()
+                    _delete_bench_broker_objects(side.launcher.queue_prefix)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         return 130
@@ -1422,16 +1755,18 @@ def main() -> int:
         print("\nstopped: stopping everything", file=sys.stderr)
         raise
     except Exception as error:
-        for service in launcher.running:
-            if tail := service.log_tail(20):
-                print(f"\n--- {service.name} log (last lines) ---\n{tail}", file=sys.stderr)
+        for side in sides:
+            for service in side.launcher.running:
+                if tail := service.log_tail(20):
+                    print(
+                        f"\n--- [{side.name}] {service.name} log (last lines) ---\n{tail}",
+                        file=sys.stderr,
+                    )
         if isinstance(error, BenchError):
             print(f"\nbenchmark failed: {error}", file=sys.stderr)
             return 1
         raise
     finally:
-        launcher.stop_all()
-        _delete_bench_broker_objects(launcher.queue_prefix)
         if settings.keep_workdir:
             print(f"logs kept in {workdir}", file=sys.stderr)
         else:

@@ -1,0 +1,146 @@
+"""bench/saga_bench.py's side-by-side mode, the parts a real run cannot show went right:
+the baseline's services import the baseline's code (not the working tree's editable
+install), its worktree goes away afterwards, and the results file carries both sides.
+
+A whole run (two shops) takes minutes; it is `make bench-saga`'s, not a test's.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.harness import REPO
+
+pytestmark = pytest.mark.system
+
+
+def _saga_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("saga_bench", REPO / "bench" / "saga_bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+saga_bench = _saga_bench()
+
+
+def _worktrees() -> str:
+    return subprocess.run(
+        ["git", "worktree", "list", "--porcelain"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_the_baseline_runs_from_its_worktree_which_is_removed_afterwards(tmp_path):
+    commit = saga_bench.commit_info("HEAD")["commit"]
+    folder = tmp_path / "baseline-source"
+
+    with saga_bench.baseline_worktree(commit, folder) as root:
+        side = saga_bench.baseline_side(root, tmp_path / "work")
+        listed = _worktrees()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        # What a baseline service process imports: its environment's PYTHONPATH, run
+        # from its folder in the worktree, as the harness starts it.
+        imported = subprocess.run(
+            [sys.executable, "-c", "import common; print(common.__file__)"],
+            cwd=root / "orders_svc",
+            env={"PYTHONPATH": ":".join(side.pythonpath), "PATH": "/usr/bin:/bin"},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        harness = sys.modules[type(side.launcher).__module__]
+
+    assert f"worktree {folder}" in listed
+    assert head == commit
+    assert Path(imported).is_relative_to(root / "common" / "src")
+    assert root.resolve() == harness.REPO  # its services start from the worktree's folders
+    assert not folder.exists()
+    assert f"worktree {folder}" not in _worktrees()
+
+
+def _side_figures(cpu: float, max_rate: float | None, p50: float) -> dict[str, Any]:
+    return {
+        "rate": 20.0,
+        "p50_ms": p50,
+        "p99_ms": p50 * 2,
+        "cpu_ms_per_order": cpu,
+        "max_orders_per_s": max_rate,
+        "peak_completed_per_s": 30.0,
+        "event_p50_ms": 15.0,
+        "event_p99_ms": 40.0,
+        "targets": {"p50_ms<=100": p50 <= 100},
+        "steps": [],
+    }
+
+
+def test_the_results_file_holds_both_sides_and_the_issue_targets():
+    current = _side_figures(cpu=27.0, max_rate=40.0, p50=80.0)
+    baseline = _side_figures(cpu=90.0, max_rate=20.0, p50=900.0)
+    commits = {"working_tree": {"commit": "b" * 40}, "baseline": {"commit": "a" * 40}}
+
+    results = saga_bench.combine(current, baseline, commits, {"cpu": "a CPU", "cores": 2})
+
+    expected_keys = {
+        "cpu_ms_per_order",
+        "baseline_cpu_ms_per_order",
+        "max_orders_per_s",
+        "baseline_max_orders_per_s",
+        "p50_ms",
+        "p99_ms",
+        "event_p50_ms",
+        "rate",
+        "baseline_p50_ms",
+        "baseline_p99_ms",
+        "baseline_event_p50_ms",
+        "commits",
+        "machine",
+        "date",
+    }
+    assert expected_keys <= results.keys()
+    assert (results["cpu_ms_per_order"], results["baseline_cpu_ms_per_order"]) == (27.0, 90.0)
+    assert (results["max_orders_per_s"], results["baseline_max_orders_per_s"]) == (40.0, 20.0)
+    assert (results["p50_ms"], results["baseline_p50_ms"]) == (80.0, 900.0)
+    assert results["baseline"] == baseline
+    assert results["cpu_ratio_to_baseline"] == 0.3
+    assert results["targets"]["cpu_ms_per_order<=baseline/3"] is True
+    assert results["targets"]["max_orders_per_s>=2.5x_baseline"] is False  # 2.0 times
+
+
+def test_without_a_baseline_the_baseline_keys_are_empty():
+    current = _side_figures(cpu=30.0, max_rate=None, p50=80.0)
+
+    results = saga_bench.combine(current, None, {"working_tree": {}, "baseline": None}, {})
+
+    assert results["baseline"] is None
+    assert results["baseline_cpu_ms_per_order"] is None
+    assert results["cpu_ms_per_order"] == 30.0
+    assert "cpu_ms_per_order<=baseline/3" not in results["targets"]
+
+
+def test_the_side_that_goes_first_alternates_round_by_round():
+    working, baseline = object(), object()
+
+    orders = [saga_bench.in_turn([working, baseline], index) for index in range(3)]
+
+    assert orders == [[working, baseline], [baseline, working], [working, baseline]]
