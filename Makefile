@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-tracing bench-gateway bench-saga bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-tracing bench-gateway bench-saga bench-push bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
 
 # Debian packages the tests use: command (or the file it must be) -> package (the container
 # tests start dockerd when it is not running and build their images with debootstrap; on a
@@ -96,8 +96,14 @@ bench-gateway: venv ## Proxy cost: catalog direct vs gateway vs nginx (bench/gat
 	$(BIN)/python bench/gateway_bench.py $(BENCH_ARGS)
 
 # BENCH_ARGS passes options through, e.g. make bench-saga BENCH_ARGS="--rate 10 --steps 20,40".
-bench-saga: venv ## Order saga latency, max orders/s, event delivery, kombu floor (bench/saga_bench.py)
+# Side by side with a git worktree of a baseline commit by default (bench/README.md):
+# BENCH_ARGS="--baseline <commit>" picks another, "--no-baseline" runs the working tree alone.
+bench-saga: venv ## Order saga latency, max orders/s, event delivery, side by side with a baseline commit (bench/saga_bench.py)
 	$(BIN)/python bench/saga_bench.py $(BENCH_ARGS)
+
+# BENCH_ARGS passes options through, e.g. make bench-push BENCH_ARGS="--orders 50 --brokers rabbitmq".
+bench-push: venv ## Order approval commit to an SSE client of the push channel, p50/p99 (bench/push_bench.py)
+	$(BIN)/python bench/push_bench.py $(BENCH_ARGS)
 
 # Locust load through the gateway (bench/locustfile.py; notes in bench/README.md). All of it
 # comes from one IP, and the gateway limits per IP and per user: start the shop with the

@@ -62,6 +62,9 @@ def start_shop(launcher: ServiceLauncher) -> Shop:
             "LOGOUT_RATE_PER_IP": UNLIMITED,
             "REGISTRATION_RATE_PER_IP": UNLIMITED,
             "GATEWAY_SCHEMA_TTL_SECONDS": "600",
+            # An order's event stream lasts until the order settles, and nothing settles
+            # here (no workers): schemathesis reads a stream of a real order to its end.
+            "GATEWAY_PUSH_MAX_SECONDS": "3",
         },
     )
     return Shop(gateway=gateway, catalog=catalog, users=users, orders=orders)

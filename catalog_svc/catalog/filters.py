@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import extend_schema_field
 
@@ -10,7 +11,12 @@ from catalog.models import Product
 from catalog.selectors import category_find, category_subtree_ids
 
 # django-filter refuses numbers above 1e50 before they reach the database; the schema says so.
-PriceBound = extend_schema_field({"type": "number", "maximum": 1e50})(django_filters.NumberFilter)
+# Empty (``?max_price=``, as an HTML form sends it) means no filter, like every filter here.
+_PRICE_SCHEMA = {
+    "anyOf": [{"type": "number", "maximum": 1e50}, {"type": "string", "maxLength": 0}],
+    "description": "A price; empty: no filter.",
+}
+PriceBound = extend_schema_field(_PRICE_SCHEMA)(django_filters.NumberFilter)
 
 _STOCK_SCHEMA = {
     "type": "string",
@@ -18,6 +24,28 @@ _STOCK_SCHEMA = {
     "description": "Has units available (true or false); empty: no filter.",
 }
 StockChoice = extend_schema_field(_STOCK_SCHEMA)(django_filters.TypedChoiceFilter)
+
+# One request for many products (the gateway's GraphQL batches its product lookups):
+# as many ids as a page holds, so one page answers all of them.
+MAX_IDS = 100
+_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+class ProductIdsField(django_filters.fields.BaseCSVField):
+    """Comma-separated ids, each one checked by the integer field it is combined with."""
+
+    def clean(self, value: list[str] | None) -> list[int] | None:
+        if value is not None and len(value) > MAX_IDS:
+            raise forms.ValidationError(f"At most {MAX_IDS} ids at once.", code="too_many_ids")
+        ids = [each for each in super().clean(value) or [] if each is not None]
+        # "?ids=" (empty, as a form sends it) means no filter, like every filter here.
+        return ids or None
+
+
+@extend_schema_field(_ID_SCHEMA)
+class ProductIdsFilter(django_filters.BaseInFilter):
+    base_field_class = ProductIdsField
+    field_class = forms.IntegerField
 
 
 class ProductFilter(django_filters.FilterSet):
@@ -35,6 +63,13 @@ class ProductFilter(django_filters.FilterSet):
         method="filter_in_stock",
         label="Has units available (true or false)",
     )
+    ids = ProductIdsFilter(
+        field_name="id",
+        lookup_expr="in",
+        min_value=1,
+        max_value=2**63 - 1,  # a product id is a bigint; more would fail in the database
+        label=f"Only these product ids (comma-separated, at most {MAX_IDS})",
+    )
     ordering = django_filters.OrderingFilter(
         fields=(
             ("price", "price"),
@@ -46,7 +81,7 @@ class ProductFilter(django_filters.FilterSet):
 
     class Meta:
         model = Product
-        fields = ["search", "category", "min_price", "max_price", "in_stock"]
+        fields = ["search", "category", "min_price", "max_price", "in_stock", "ids"]
 
     def filter_search(
         self, queryset: QuerySet[Product], name: str, value: str

@@ -55,6 +55,8 @@ class OrderSerializer(serializers.Serializer):
 
 class OrderSummarySerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="order_id")
+    # Not in the read model: the list view reads them from the page's events (one query).
+    lines = LineOutSerializer(many=True, read_only=True)
 
     class Meta:
         model = OrderSummary
@@ -69,4 +71,5 @@ class OrderSummarySerializer(serializers.ModelSerializer):
             "rejection_reason",
             "created_at",
             "updated_at",
+            "lines",
         ]

@@ -140,6 +140,31 @@ def test_ordering(api_client, ordering, expected):
     assert skus(api_client.get(PRODUCTS, {"ordering": ordering})) == expected
 
 
+def test_filter_by_ids_answers_many_products_in_one_request(api_client):
+    wanted = [ProductFactory(sku=sku) for sku in ("ONE", "TWO", "THREE")]
+    ProductFactory(sku="OTHER")
+    retired = ProductFactory(sku="RETIRED", active=False)
+
+    ids = ",".join(str(p.pk) for p in [*wanted, retired]) + ",999999"
+    response = api_client.get(PRODUCTS, {"ids": ids})
+
+    assert sorted(skus(response)) == ["ONE", "THREE", "TWO"]  # unknown and retired: absent
+
+
+def test_filter_by_ids_refuses_more_than_a_page_of_ids_and_non_ids(api_client):
+    too_many = api_client.get(PRODUCTS, {"ids": ",".join(str(n) for n in range(1, 102))})
+    not_ids = api_client.get(PRODUCTS, {"ids": "1,two"})
+    negative = api_client.get(PRODUCTS, {"ids": "-1"})
+
+    assert too_many.status_code == not_ids.status_code == negative.status_code == 400
+    assert set(too_many.json()["errors"]) == {"ids"}
+
+
+def test_an_empty_ids_filter_is_no_filter(api_client):
+    ProductFactory(sku="ANY")
+    assert skus(api_client.get(PRODUCTS, {"ids": ""})) == ["ANY"]
+
+
 def test_a_malformed_filter_gets_400_with_field_errors(api_client):
     response = api_client.get(PRODUCTS, {"min_price": "cheap", "in_stock": "maybe"})
     assert response.status_code == 400

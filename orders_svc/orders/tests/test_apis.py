@@ -1,6 +1,8 @@
 import uuid
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from opentelemetry import trace
 from opentelemetry.instrumentation.django import DjangoInstrumentor
 
@@ -46,11 +48,22 @@ def test_the_order_events_carry_the_trace_of_the_request_that_placed_it(
     served, _ = (span for span in spans.all() if span.kind == trace.SpanKind.SERVER)
     assert f"{served.parent.span_id:016x}" == "00f067aa0ba902b7"
     assert served.attributes["order.id"] == traced.json()["id"]
-    placed = OrderEvent.objects.get(order_id=traced.json()["id"]).traceparent
-    assert placed == traceparent_of(served)  # the service's own span of the client's trace
-    started = OrderEvent.objects.get(order_id=untraced.json()["id"]).traceparent
+    placed = OrderEvent.objects.get(order_id=traced.json()["id"]).trace_context
+    assert placed == {"traceparent": traceparent_of(served)}  # its span of the client's trace
+    started = OrderEvent.objects.get(order_id=untraced.json()["id"]).trace_context["traceparent"]
     assert len(started) == 55
     assert "4bf92f3577b34da6a3ce929d0e0e4736" not in started
+
+
+def test_the_order_events_keep_the_callers_tracestate(django_traced, as_customer, spans):
+    caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    placed = as_customer(1001).post(
+        ORDERS, BODY, HTTP_TRACEPARENT=caller, HTTP_TRACESTATE="shop=a1,vendor=b2"
+    )
+
+    event = OrderEvent.objects.get(order_id=placed.json()["id"])
+    assert event.trace_context["tracestate"] == "shop=a1,vendor=b2"
+    assert event.outbox_envelope()["trace"] == event.trace_context  # what the relay sends
 
 
 def test_an_idempotency_key_returns_the_same_order(as_customer):
@@ -124,3 +137,35 @@ def test_cancel_of_an_approved_order_is_accepted_and_of_a_pending_one_refused(as
     assert accepted.status_code == 202
     assert order_get(order_id=approved.id).cancel_requested
     assert as_customer(1002).post(f"{ORDERS}{approved.id}/cancel/").status_code == 404
+
+
+def test_the_list_carries_each_orders_lines(as_customer):
+    approved = approve(
+        order_place(customer_id="1001", lines=[LineRequest(1, 2), LineRequest(7, 1)])[0]
+    )
+    pending, _ = order_place(customer_id="1001", lines=[LineRequest(3, 4)])
+    order_place(customer_id="1002", lines=[LineRequest(1, 1)])
+
+    listed = as_customer(1001).get(ORDERS).json()["results"]
+
+    assert {summary["id"]: summary["lines"] for summary in listed} == {
+        str(approved.id): [
+            {"product_id": 1, "quantity": 2, "unit_price": "10.00"},
+            {"product_id": 7, "quantity": 1, "unit_price": "5.50"},
+        ],
+        str(pending.id): [{"product_id": 3, "quantity": 4, "unit_price": None}],
+    }
+
+
+def test_a_page_of_orders_reads_all_their_lines_with_one_query(
+    as_customer, django_assert_num_queries
+):
+    client = as_customer(1001)
+    order_place(customer_id="1001", lines=[LineRequest(1, 1)])
+    with CaptureQueriesContext(connection) as one_order:
+        client.get(ORDERS)
+    for product_id in range(2, 7):
+        order_place(customer_id="1001", lines=[LineRequest(product_id, 1)])
+
+    with django_assert_num_queries(len(one_order)):
+        assert len(client.get(ORDERS).json()["results"]) == 6
