@@ -486,6 +486,14 @@ def test_one_document_describes_the_whole_system_and_follows_changes(stack):
 # --- rate limits ------------------------------------------------------------------------------
 
 
+def rate_window_begun() -> None:
+    """Return early in a minute. The gateway's rate-limit windows are the clock's minutes:
+    requests that must share one window fail if one ends between them (counts reset)."""
+    into_the_minute = time.time() % 60
+    if into_the_minute > 40:
+        time.sleep(60.2 - into_the_minute)
+
+
 def test_rate_limits_answer_429_per_ip_and_per_user(services, orders):
     limited = start_stack(
         services,
@@ -493,13 +501,14 @@ def test_rate_limits_answer_429_per_ip_and_per_user(services, orders):
         GATEWAY_RATE_LIMIT_ANONYMOUS="3/min",
         GATEWAY_RATE_LIMIT_AUTHENTICATED="4/min",
     )
-    anonymous = [httpx.get(limited.url("/api/catalog/categories/")).status_code for _ in range(4)]
     token = limited.gateway.manage("issue_service_token", "tester").stdout.strip()
+    rate_window_begun()
+    anonymous = [httpx.get(limited.url("/api/catalog/categories/")).status_code for _ in range(4)]
+    refused = httpx.get(limited.url("/api/catalog/categories/"))
     user = [
         httpx.get(limited.url("/api/catalog/categories/"), headers=bearer(token)).status_code
         for _ in range(5)
     ]
-    refused = httpx.get(limited.url("/api/catalog/categories/"))
 
     assert anonymous == [200, 200, 200, 429]
     assert user == [200, 200, 200, 200, 429]  # a user has a budget of their own
@@ -555,6 +564,7 @@ def test_breakers_and_rate_limits_live_in_redis_for_every_worker(services):
     )
     token = gateway.manage("issue_service_token", "tester").stdout.strip()
     store = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    rate_window_begun()
     try:
         # New connections each time: gunicorn's two workers share the requests.
         statuses = [
