@@ -770,7 +770,9 @@ def step_breakdown(
     """p50/p99 ms of each stretch of an approved saga, from the client's send to approval.
 
     Each round trip is split at the participant's row (its insert for a
-    reserve, its last update for commit/capture): "out" is the orders commit,
+    reserve, its last update for commit/capture; where the participants
+    settle on ``order.approved``, that update comes after the approval and is
+    its own stretch, outside the saga's latency): "out" is the orders commit,
     the command's publish, the broker and the participant's worker up to its
     write; "back" is the participant's commit, the reply and the orders worker
     up to its event's insert.
@@ -790,6 +792,7 @@ def step_breakdown(
         "credit_reserved → approved (commit + capture)": [],
         "  out: credit_reserved → last commit/capture row": [],
         "  back: last row → approved": [],
+        "approved → participants settled (on order.approved)": [],
         "send → approved (total)": [],
     }
     for order_id in approved:
@@ -830,14 +833,25 @@ def step_breakdown(
                 at["order.credit_reserved"],
                 at["order.approved"],
             ),
-            (
-                "  out: credit_reserved → last commit/capture row",
-                at["order.credit_reserved"],
-                last_row,
-            ),
-            ("  back: last row → approved", last_row, at["order.approved"]),
             ("send → approved (total)", sent[order_id], at["order.approved"]),
         ]
+        if last_row <= at["order.approved"]:  # commit and capture commands before approval
+            points += [
+                (
+                    "  out: credit_reserved → last commit/capture row",
+                    at["order.credit_reserved"],
+                    last_row,
+                ),
+                ("  back: last row → approved", last_row, at["order.approved"]),
+            ]
+        else:  # the participants commit and capture when order.approved reaches them
+            points.append(
+                (
+                    "approved → participants settled (on order.approved)",
+                    at["order.approved"],
+                    last_row,
+                )
+            )
         for name, start, end in points:
             stretches[name].append(end - start)
     return {

@@ -51,8 +51,25 @@ def approved(shop: Shop) -> dict[str, Any]:
     order_id = place(shop, headers, [{"product_id": PRODUCT, "quantity": 1}])
     order = settled(shop, headers, order_id)
     assert order["status"] == "APPROVED", order
+    # The participants settle when order.approved reaches them: a moment after.
+    assert wait_until(lambda: participants_settled(shop, order_id), timeout=30)
     buyer = str(httpx.get(shop.url("/api/users/me/"), headers=headers).json()["id"])
     return {"order_id": order_id, "headers": headers, "customer_id": buyer, "order": order}
+
+
+def participants_settled(shop: Shop, order_id: str) -> bool:
+    """Catalog committed the order's stock and users captured its credit."""
+    stock = shell_json(
+        shop.catalog,
+        "from catalog.models import StockReservation\n"
+        f"StockReservation.objects.get(order_id='{order_id}').state",
+    )
+    credit = shell_json(
+        shop.users,
+        "from accounts.models import CreditReservation\n"
+        f"CreditReservation.objects.get(order_id='{order_id}').state",
+    )
+    return (stock, credit) == ("committed", "captured")
 
 
 def queue_size(name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,6 +30,8 @@ from catalog.models import (
     StockReservationLine,
 )
 from catalog.selectors import reservation_get
+
+logger = logging.getLogger(__name__)
 
 State = StockReservation.State
 
@@ -238,7 +241,28 @@ def _apply_to_stock(reservation: StockReservation, **changes: Any) -> None:
 @transaction.atomic
 def stock_commit(*, order_id: UUID) -> StockReservation:
     """The order is approved: held units leave the shelf. Idempotent."""
+    return _commit(_locked_reservation(order_id), order_id)
+
+
+@transaction.atomic
+def stock_settle(*, order_id: UUID) -> StockReservation | None:
+    """``order.approved`` reached catalog: the held units leave the shelf (``stock_commit``).
+
+    A reservation released already stays released: the order's cancel saga reached
+    catalog before this event did, and its units are back where they were. No
+    reservation at all (a database restored from before it) is logged, not failed:
+    retrying the event could not make one.
+    """
     reservation = _locked_reservation(order_id)
+    if reservation is None:
+        logger.error("order %s approved, but catalog holds no stock for it", order_id)
+        return None
+    if reservation.state == State.RELEASED:
+        return reservation
+    return _commit(reservation, order_id)
+
+
+def _commit(reservation: StockReservation | None, order_id: UUID) -> StockReservation:
     if reservation is None:
         raise ReservationNotFound(f"No stock reservation for order {order_id}.")
     if reservation.state == State.COMMITTED:

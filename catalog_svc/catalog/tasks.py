@@ -1,4 +1,8 @@
-"""The catalog's part in the order saga: commands in, one local transaction, a reply out."""
+"""The catalog's part in the order saga: commands in, one local transaction, a reply out.
+
+Committing held stock is not a command: catalog does it when ``order.approved``
+reaches it (``catalog.handlers``).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from uuid import UUID
 from celery import shared_task
 from opentelemetry import trace
 
-from catalog.errors import InvalidReservation, ReservationNotFound, ReservationStateConflict
+from catalog.errors import InvalidReservation
 from catalog.models import StockReservation
-from catalog.services import LineRequest, stock_commit, stock_release, stock_reserve
+from catalog.services import LineRequest, stock_release, stock_reserve
 from common.commands import command_send
 
 REPLY = "orders.saga_reply"
@@ -60,16 +64,6 @@ def stock_reserve_task(order_id: str, lines: list[dict]) -> None:
             reason,
             {"product_ids": reservation.refused_product_ids},
         )
-
-
-@shared_task(name="catalog.stock_commit", acks_late=True)
-def stock_commit_task(order_id: str) -> None:
-    try:
-        stock_commit(order_id=UUID(order_id))
-    except (ReservationNotFound, ReservationStateConflict) as error:
-        _reply(order_id, "stock_commit", False, error.code)
-        return
-    _reply(order_id, "stock_commit", True)
 
 
 @shared_task(name="catalog.stock_release", acks_late=True)

@@ -21,9 +21,12 @@ ROOT_URLCONF = "catalog_svc.urls"
 EVENT_HANDLERS = {
     "order.approved": "catalog.handlers.order_approved",
     "order.cancelled": "catalog.handlers.order_cancelled",
+    "order.rejected": "catalog.handlers.order_rejected",
 }
 # Whom the catalog believes (common.signing): saga commands come from orders alone, and
 # so do order events; anything else, or unsigned, is dead-lettered.
 COMMAND_SENDERS = {"catalog.*": ["orders"]}
 EVENT_SOURCES = {"order.*": ["orders"]}
 WSGI_APPLICATION = "catalog_svc.wsgi.application"
+# What `manage.py grpc_serve` serves (catalog.v1, contracts/proto/catalog/v1/).
+GRPC_SERVICERS = ["catalog.grpc_api.register"]

@@ -73,6 +73,43 @@ class Order:
         self.updated_at = at
         self.history.append((kind, at))
 
+    def snapshot(self) -> dict[str, Any]:
+        """The state appends need, as JSON: what the saga keeps instead of rereading events."""
+        return {
+            "customer_id": self.customer_id,
+            "status": self.status,
+            "currency": self.currency,
+            "lines": [
+                [line.product_id, line.quantity, _text(line.unit_price)] for line in self.lines
+            ],
+            "total": _text(self.total),
+            "rejection_reason": self.rejection_reason,
+            "cancel_requested": self.cancel_requested,
+            "version": self.version,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
+
+    @classmethod
+    def from_snapshot(cls, order_id: UUID, state: dict[str, Any]) -> Order:
+        """The order as ``snapshot()`` left it (without its history)."""
+        return cls(
+            id=order_id,
+            customer_id=state["customer_id"],
+            status=state["status"],
+            currency=state["currency"],
+            lines=[
+                OrderLine(product_id, quantity, None if price is None else Decimal(price))
+                for product_id, quantity, price in state["lines"]
+            ],
+            total=None if state["total"] is None else Decimal(state["total"]),
+            rejection_reason=state["rejection_reason"],
+            cancel_requested=state["cancel_requested"],
+            version=state["version"],
+            created_at=_moment(state["created_at"]),
+            updated_at=_moment(state["updated_at"]),
+        )
+
     @property
     def item_count(self) -> int:
         return sum(line.quantity for line in self.lines)
@@ -92,3 +129,11 @@ class Order:
                 for line in self.lines
             ],
         }
+
+
+def _moment(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from common.events import Event
+from common.events import Event, event_dataschema
 from common.events.models import OutboxRecord
 
 
@@ -86,6 +86,9 @@ class OrderEvent(OutboxRecord):
             subject=str(self.order_id),
             data=self.data,
             trace=dict(self.trace_context),
+            # The version orders produces now: its data was checked against it when
+            # appended, unless a new version was deployed meanwhile (contracts/README.md).
+            dataschema=event_dataschema(self.type),
         ).to_dict()
 
 
@@ -144,16 +147,21 @@ class Saga(models.Model):
     class State(models.TextChoices):
         RESERVING_STOCK = "reserving_stock"
         RESERVING_CREDIT = "reserving_credit"
-        APPROVING = "approving"
-        COMPENSATING = "compensating"
         CANCELLING = "cancelling"
         DONE = "done"
+        # Only sagas begun before participants finished on the order's events are in
+        # these; the saga finishes them by the decision's event (``orders.saga``).
+        APPROVING = "approving"
+        COMPENSATING = "compensating"
 
     order_id = models.UUIDField()
     kind = models.CharField(max_length=10, choices=Kind.choices)
     state = models.CharField(max_length=20, choices=State.choices, db_index=True)
     # Steps whose reply is awaited, each with the command that asks for it (to resend).
     pending = models.JSONField(default=dict)
+    # The order as of its last event (``Order.snapshot()``): what the next step appends
+    # after, so a reply does not rebuild the order from all its events.
+    snapshot = models.JSONField(default=dict, blank=True)
     outcome = models.CharField(max_length=40, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     deadline = models.DateTimeField(null=True, blank=True, db_index=True)

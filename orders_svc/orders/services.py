@@ -30,37 +30,51 @@ class LineRequest:
 
 
 def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
-    """Append one event after ``order.version``; a concurrent append makes this one fail.
+    """Append one event after ``order.version``; a concurrent append makes this one fail."""
+    return order_append_many(order=order, events=[(type, data)])
+
+
+def order_append_many(*, order: Order, events: Sequence[tuple[str, dict[str, Any]]]) -> Order:
+    """Append events (type, data) after ``order.version``, in one INSERT; a concurrent
+    append makes this one fail.
 
     Runs inside the caller's transaction; the read model is projected in the
     same transaction, so it never shows a state the events do not hold. The
-    event is the outbox row too (``OUTBOX_MODEL``): its data is checked against
-    the published contract (``orders.events``) first, and the relay is woken
-    at commit.
+    events are the outbox rows too (``OUTBOX_MODEL``): their data is checked
+    against the published contract (``orders.events``) first, and the relay is
+    woken at commit. Several events of one saga step (``order.credit_reserved``
+    then ``order.approved``) cost one INSERT and one read-model UPDATE.
     """
-    wire_data = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    event_data_validate(event_type=type, data=wire_data)
+    wire = [(type, json.loads(json.dumps(data, cls=DjangoJSONEncoder))) for type, data in events]
+    for type, wire_data in wire:
+        event_data_validate(event_type=type, data=wire_data)
     # What the order's trace is found by in the tracing backend.
     trace.get_current_span().set_attribute("order.id", str(order.id))
+    # The span that appends them: the relay's and consumers' spans continue it.
+    context = trace_context_inject()
+    rows = [
+        OrderEvent(
+            order_id=order.id,
+            version=order.version + offset,
+            type=type,
+            data=wire_data,
+            trace_context=context,
+        )
+        for offset, (type, wire_data) in enumerate(wire, start=1)
+    ]
     try:
         # No savepoint: a version conflict fails the caller's whole transaction
         # anyway (nothing may be written on a stale order), and the savepoint's
         # two statements are on the saga's hot path.
         with transaction.atomic(savepoint=False):
-            event = OrderEvent.objects.create(
-                order_id=order.id,
-                version=order.version + 1,
-                type=type,
-                data=wire_data,
-                # The span that appends it: the relay's and consumers' spans continue it.
-                trace_context=trace_context_inject(),
-            )
+            OrderEvent.objects.bulk_create(rows)
             outbox_notify()
     except IntegrityError:
         raise ConcurrencyConflict(
             f"Order {order.id} moved past version {order.version} meanwhile."
         ) from None
-    order.apply(event.type, event.data, event.version, event.occurred_at)
+    for row in rows:
+        order.apply(row.type, row.data, row.version, row.occurred_at)
     summary_project(order=order)
     return order
 

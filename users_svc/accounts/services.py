@@ -176,7 +176,28 @@ def _locked_reservation(order_id: UUID) -> CreditReservation | None:
 @transaction.atomic
 def credit_capture(*, order_id: UUID) -> CreditReservation:
     """The order is approved: its held credit is now spent. Idempotent."""
+    return _capture(_locked_reservation(order_id), order_id)
+
+
+@transaction.atomic
+def credit_settle(*, order_id: UUID) -> CreditReservation | None:
+    """``order.approved`` reached users: the held credit is spent (``credit_capture``).
+
+    A reservation released already stays released: the order's cancel saga reached
+    users before this event did, and the credit is back. No reservation at all (a
+    database restored from before it) is logged, not failed: retrying the event
+    could not make one.
+    """
     reservation = _locked_reservation(order_id)
+    if reservation is None:
+        logger.error("order %s approved, but users holds no credit for it", order_id)
+        return None
+    if reservation.state == State.RELEASED:
+        return reservation
+    return _capture(reservation, order_id)
+
+
+def _capture(reservation: CreditReservation | None, order_id: UUID) -> CreditReservation:
     if reservation is None:
         raise CreditReservationNotFound(f"No credit reservation for order {order_id}.")
     if reservation.state == State.CAPTURED:

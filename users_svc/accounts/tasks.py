@@ -1,4 +1,8 @@
-"""The users service's part in the order saga: credit commands in, a reply out."""
+"""The users service's part in the order saga: credit commands in, a reply out.
+
+Capturing held credit is not a command: users does it when ``order.approved``
+reaches it (``accounts.handlers``).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,9 @@ from uuid import UUID
 from celery import shared_task
 from opentelemetry import trace
 
-from accounts.errors import (
-    CreditReservationNotFound,
-    CreditReservationStateConflict,
-    InvalidCreditRequest,
-)
+from accounts.errors import InvalidCreditRequest
 from accounts.models import CreditReservation
-from accounts.services import credit_capture, credit_release, credit_reserve
+from accounts.services import credit_release, credit_reserve
 from common.commands import command_send
 
 REPLY = "orders.saga_reply"
@@ -53,16 +53,6 @@ def credit_reserve_task(order_id: str, customer_id: str, amount: str) -> None:
         True,
         data={"customer_id": str(reservation.customer_id), "amount": str(reservation.amount)},
     )
-
-
-@shared_task(name="users.credit_capture", acks_late=True)
-def credit_capture_task(order_id: str) -> None:
-    try:
-        credit_capture(order_id=UUID(order_id))
-    except (CreditReservationNotFound, CreditReservationStateConflict) as error:
-        _reply(order_id, "credit_capture", False, error.code)
-        return
-    _reply(order_id, "credit_capture", True)
 
 
 @shared_task(name="users.credit_release", acks_late=True)

@@ -23,12 +23,15 @@ ROOT_URLCONF = "users_svc.urls"
 EVENT_HANDLERS = {
     "order.approved": "accounts.handlers.order_approved",
     "order.cancelled": "accounts.handlers.order_cancelled",
+    "order.rejected": "accounts.handlers.order_rejected",
 }
 # Whom users believes (common.signing): credit commands come from orders alone, and so
 # do order events; anything else, or unsigned, is dead-lettered.
 COMMAND_SENDERS = {"users.*": ["orders"]}
 EVENT_SOURCES = {"order.*": ["orders"]}
 WSGI_APPLICATION = "users_svc.wsgi.application"
+# What `manage.py grpc_serve` serves (users.v1, contracts/proto/users/v1/).
+GRPC_SERVICERS = ["accounts.grpc_api.register"]
 
 # Email is the login; the model exists from the first migration so it never has to be swapped.
 AUTH_USER_MODEL = "accounts.User"

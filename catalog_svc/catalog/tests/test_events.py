@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from catalog.models import Stock, StockReservation
+from catalog.services import LineRequest, stock_release, stock_reserve
 from catalog.tests.factories import ProductFactory
 from common.events.consumer import EventConsumer, Outcome
 from common.testing.signing import consume_signed
@@ -87,3 +89,76 @@ def test_the_most_sold_products_come_first_in_the_catalog(api_client):
     ids = [item["id"] for item in response.json()["results"]]
     assert ids.index(popular.pk) < ids.index(quiet.pk)
     assert response.json()["results"][0]["sold"] == 5
+
+
+# --- the order's decision finishes catalog's part in its saga -------------------------
+
+
+def decision(event_type: str, order_id: uuid.UUID, lines: list[dict]) -> str:
+    body = json.loads(envelope(event_type, lines))
+    body["subject"] = str(order_id)
+    if event_type == "order.rejected":
+        body["data"] = {"reason": "credit_limit_exceeded"}
+    return json.dumps(body)
+
+
+def held(product, quantity: int) -> uuid.UUID:
+    order_id = uuid.uuid4()
+    stock_reserve(order_id=order_id, lines=[LineRequest(product.pk, quantity)])
+    return order_id
+
+
+def stock_of(product) -> tuple[int, int]:
+    stock = Stock.objects.get(pk=product.pk)
+    return stock.on_hand, stock.reserved
+
+
+def test_order_approved_commits_the_held_stock_once():
+    kettle = ProductFactory(on_hand=10)
+    order_id = held(kettle, 3)
+    body = decision("order.approved", order_id, [{"product_id": kettle.pk, "quantity": 3}])
+
+    assert consume_signed(EventConsumer(), body) is Outcome.HANDLED
+    assert consume_signed(EventConsumer(), body) is Outcome.DUPLICATE
+
+    assert stock_of(kettle) == (7, 0)
+    assert StockReservation.objects.get(order_id=order_id).state == "committed"
+
+
+def test_order_rejected_releases_the_held_stock():
+    kettle = ProductFactory(on_hand=10)
+    order_id = held(kettle, 3)
+
+    assert consume_signed(EventConsumer(), decision("order.rejected", order_id, [])) is (
+        Outcome.HANDLED
+    )
+
+    assert stock_of(kettle) == (10, 0)
+    assert StockReservation.objects.get(order_id=order_id).state == "released"
+
+
+def test_order_rejected_before_its_reserve_makes_the_reserve_hold_nothing():
+    """A timed-out order: its reserve is still queued when the rejection arrives."""
+    kettle = ProductFactory(on_hand=10)
+    order_id = uuid.uuid4()
+
+    consume_signed(EventConsumer(), decision("order.rejected", order_id, []))
+    late = stock_reserve(order_id=order_id, lines=[LineRequest(kettle.pk, 3)])
+
+    assert late.state == "released"
+    assert stock_of(kettle) == (10, 0)
+
+
+def test_order_approved_after_its_cancel_released_the_stock_leaves_it_released():
+    """The cancel saga's release command may reach catalog before order.approved does."""
+    kettle = ProductFactory(on_hand=10)
+    order_id = held(kettle, 3)
+    stock_release(order_id=order_id)
+    body = decision("order.approved", order_id, [{"product_id": kettle.pk, "quantity": 3}])
+
+    assert consume_signed(EventConsumer(), body) is Outcome.HANDLED
+
+    assert stock_of(kettle) == (10, 0)
+    assert StockReservation.objects.get(order_id=order_id).state == "released"
+    kettle.refresh_from_db()
+    assert kettle.sold_count == 3  # order.cancelled, which follows, takes them off

@@ -11,7 +11,7 @@ from django.utils import timezone
 from common.testing.tracing import traceparent_of
 from common.tracing import traceparent_current, tracer
 from orders.errors import ReplyInconsistent
-from orders.models import OrderEvent, OrderStatus, Saga
+from orders.models import OrderEvent, OrderStatus, OrderSummary, Saga
 from orders.saga import STEPS, saga_deadlines_check, saga_reply
 from orders.selectors import order_events, order_get
 from orders.services import LineRequest, order_cancel_request, order_place
@@ -41,28 +41,56 @@ CREDIT_OK = {"customer_id": "7", "amount": "20.00"}
 APPROVAL = [
     ("stock_reserve", STOCK_OK),
     ("credit_reserve", CREDIT_OK),
-    ("stock_commit", {}),
-    ("credit_capture", {}),
 ]
+
+
+def approve(order_id: str) -> None:
+    for step, data in APPROVAL:
+        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
 
 
 def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
     order_id = place()
     saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
     saga_reply(order_id=order_id, step="credit_reserve", sender="users", ok=True, data=CREDIT_OK)
-    saga_reply(order_id=order_id, step="stock_commit", sender="catalog", ok=True)
-    saga_reply(order_id=order_id, step="credit_capture", sender="users", ok=True)
 
-    assert [task for task, _ in sent] == [
-        "catalog.stock_reserve",
-        "users.credit_reserve",
-        "catalog.stock_commit",
-        "users.credit_capture",
-    ]
+    # No commit nor capture command: the participants settle on order.approved.
+    assert [task for task, _ in sent] == ["catalog.stock_reserve", "users.credit_reserve"]
     assert sent[1][1] == {"order_id": order_id, "customer_id": "7", "amount": "20.00"}
     order = order_get(order_id=order_id)
     assert order.status == OrderStatus.APPROVED
+    assert [kind for kind, _ in order.history] == [
+        "order.placed",
+        "order.stock_reserved",
+        "order.credit_reserved",
+        "order.approved",
+    ]
+    approved = OrderEvent.objects.get(order_id=order_id, type="order.approved")
+    assert approved.data == {
+        "customer_id": "7",
+        "total": "20.00",
+        "currency": order.currency,
+        "lines": [{"product_id": 1, "quantity": 2, "unit_price": "10.00"}],
+    }
     assert Saga.objects.get(order_id=order_id).state == Saga.State.DONE
+
+
+def test_the_saga_keeps_the_order_so_a_reply_reads_no_events(sent, django_assert_num_queries):
+    order_id = place()
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+
+    # Lock the saga, insert both events, notify the relay, update the read model, update
+    # the saga: 5, and 2 for the savepoint the test's own transaction turns atomic into.
+    with django_assert_num_queries(7):
+        saga_reply(
+            order_id=order_id, step="credit_reserve", sender="users", ok=True, data=CREDIT_OK
+        )
+
+    saga = Saga.objects.get(order_id=order_id)
+    rebuilt = order_get(order_id=order_id)
+    assert saga.snapshot["version"] == rebuilt.version == 4
+    assert saga.snapshot["status"] == rebuilt.status == OrderStatus.APPROVED
+    assert OrderSummary.objects.get(order_id=order_id).version == 4
 
 
 def test_no_stock_rejects_with_the_reason(sent):
@@ -75,7 +103,7 @@ def test_no_stock_rejects_with_the_reason(sent):
     assert [task for task, _ in sent] == ["catalog.stock_reserve"]
 
 
-def test_refused_credit_releases_the_stock_then_rejects(sent):
+def test_refused_credit_rejects_at_once_and_leaves_the_release_to_the_event(sent):
     order_id = place()
     saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
     saga_reply(
@@ -85,13 +113,13 @@ def test_refused_credit_releases_the_stock_then_rejects(sent):
         ok=False,
         reason="credit_limit_exceeded",
     )
-    assert order_get(order_id=order_id).status == OrderStatus.PENDING  # until the release is done
-
-    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
 
     order = order_get(order_id=order_id)
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "credit_limit_exceeded")
-    assert sent[-1][0] == "catalog.stock_release"
+    assert [kind for kind, _ in order.history][-2:] == ["order.credit_refused", "order.rejected"]
+    assert Saga.objects.get(order_id=order_id).state == Saga.State.DONE
+    # Catalog releases the stock when order.rejected reaches it: no command for that.
+    assert [task for task, _ in sent] == ["catalog.stock_reserve", "users.credit_reserve"]
 
 
 def test_every_reply_delivered_twice_gives_the_same_order(sent):
@@ -103,18 +131,20 @@ def test_every_reply_delivered_twice_gives_the_same_order(sent):
     order = order_get(order_id=order_id)
     assert order.status == OrderStatus.APPROVED
     assert len(order.history) == 4  # placed, stock, credit, approved: nothing twice
-    assert len(sent) == 4
+    assert len(sent) == 2
 
 
 def test_cancel_releases_stock_and_credit_then_cancels(sent):
     order_id = place()
-    for step, data in APPROVAL:
-        saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
+    approve(order_id)
     order_cancel_request(order_id=order_id, requested_by="7")
+    assert order_get(order_id=order_id).status == OrderStatus.APPROVED  # until both are back
     saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
     saga_reply(order_id=order_id, step="credit_release", sender="users", ok=True)
 
-    assert order_get(order_id=order_id).status == OrderStatus.CANCELLED
+    order = order_get(order_id=order_id)
+    assert order.status == OrderStatus.CANCELLED
+    assert OrderSummary.objects.get(order_id=order_id).status == OrderStatus.CANCELLED
     assert {task for task, _ in sent[-2:]} == {"catalog.stock_release", "users.credit_release"}
 
 
@@ -126,18 +156,17 @@ def test_a_late_reply_is_asked_again_then_the_order_times_out(sent, settings):
     saga_deadlines_check(now=later)  # try 1
     saga_deadlines_check(now=later + timedelta(hours=1))  # try 2
     assert [task for task, _ in sent] == ["catalog.stock_reserve"] * 3
-    saga_deadlines_check(now=later + timedelta(hours=2))  # gives up: release whatever may be held
-    assert sent[-1][0] == "catalog.stock_release"
+    saga_deadlines_check(now=later + timedelta(hours=2))  # gives up
+
+    # The participants release whatever they hold on order.rejected: no command.
+    assert len(sent) == 3
     order = order_get(order_id=order_id)
     assert (order.status, order.rejection_reason) == (OrderStatus.REJECTED, "timeout")
-    assert Saga.objects.get(order_id=order_id).state == Saga.State.COMPENSATING
-
-    saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=True)
-
     saga = Saga.objects.get(order_id=order_id)
     assert (saga.state, saga.outcome) == (Saga.State.DONE, "rejected:timeout")
-    assert [e.type for e in order_events(order_id=order_id)][-1] == "order.rejected"
-    assert order_get(order_id=order_id).version == order.version  # rejected once only
+
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    assert order_get(order_id=order_id).version == order.version  # a late reply changes nothing
 
 
 def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(
@@ -154,34 +183,57 @@ def test_resends_and_a_timeout_stay_in_the_trace_that_placed_the_order(
     later = timezone.now() + timedelta(hours=1)
 
     saga_deadlines_check(now=later)  # resend
-    saga_deadlines_check(now=later + timedelta(hours=1))  # gives up: timeout, release
+    saga_deadlines_check(now=later + timedelta(hours=1))  # gives up: timeout
 
     placing = spans.named("placing").context
     passes = [span for span in spans.all() if span.name == "saga deadline"]
-    assert [task for task, _ in traced] == ["catalog.stock_reserve"] * 2 + ["catalog.stock_release"]
-    assert [parent for _, parent in traced[1:]] == [traceparent_of(span) for span in passes]
+    assert [task for task, _ in traced] == ["catalog.stock_reserve"] * 2
+    assert traced[1][1] == traceparent_of(passes[0])
     assert all(span.parent.span_id == placing.span_id for span in passes)
     assert all(span.attributes["order.id"] == order_id for span in passes)
     rejected = OrderEvent.objects.get(order_id=order_id, type="order.rejected")
     assert rejected.trace_context == {"traceparent": traceparent_of(passes[1])}
 
 
-def test_a_failing_compensation_is_retried_and_flagged(sent):
+def test_a_failing_release_of_a_cancel_is_retried_and_flagged(sent):
     order_id = place()
-    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
-    saga_reply(
-        order_id=order_id,
-        step="credit_reserve",
-        sender="users",
-        ok=False,
-        reason="credit_limit_exceeded",
-    )
+    approve(order_id)
+    order_cancel_request(order_id=order_id, requested_by="7")
     saga_reply(order_id=order_id, step="stock_release", sender="catalog", ok=False, reason="broken")
 
-    saga = Saga.objects.get(order_id=order_id)
+    saga = Saga.objects.get(order_id=order_id, kind=Saga.Kind.CANCEL)
     assert saga.needs_attention
-    assert saga.state == Saga.State.COMPENSATING
+    assert saga.state == Saga.State.CANCELLING
     assert sent[-1][0] == "catalog.stock_release"  # asked again
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "status"),
+    [
+        (Saga.State.APPROVING, "approved", OrderStatus.APPROVED),
+        (Saga.State.COMPENSATING, "rejected:credit_limit_exceeded", OrderStatus.REJECTED),
+    ],
+)
+def test_a_saga_left_by_the_previous_design_is_finished_by_its_decision(
+    sent, state, outcome, status
+):
+    """Approving (commit and capture asked) or compensating (a release asked), as sagas
+    were before participants settled on events: the next reply or deadline decides."""
+    order_id = place()
+    saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
+    Saga.objects.filter(order_id=order_id).update(
+        state=state,
+        snapshot={},
+        outcome="credit_limit_exceeded" if state == Saga.State.COMPENSATING else "",
+        deadline=timezone.now() - timedelta(seconds=1),
+    )
+
+    saga_deadlines_check()
+
+    saga = Saga.objects.get(order_id=order_id)
+    assert (saga.state, saga.outcome) == (Saga.State.DONE, outcome)
+    assert order_get(order_id=order_id).status == status
+    assert OrderSummary.objects.get(order_id=order_id).status == status
 
 
 # --- replies that do not match what was asked ---------------------------------------

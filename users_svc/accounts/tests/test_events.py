@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
 import pytest
 
+from accounts.models import CreditAccount, CreditReservation
+from accounts.services import credit_release, credit_reserve
 from accounts.tests.factories import UserFactory
 from common.events.consumer import EventConsumer, Outcome
 from common.testing.signing import consume_signed
@@ -61,3 +64,62 @@ def test_a_cancellation_never_takes_the_count_below_zero():
 def test_an_account_deleted_since_is_logged_not_failed(caplog):
     assert consume_signed(EventConsumer(), envelope("order.approved", "999999")) is Outcome.HANDLED
     assert "no such account" in caplog.text
+
+
+# --- the order's decision finishes users' part in its saga ----------------------------
+
+
+def decision(event_type: str, order_id: uuid.UUID, customer_id: int) -> str:
+    body = json.loads(envelope(event_type, str(customer_id)))
+    body["subject"] = str(order_id)
+    if event_type == "order.rejected":
+        body["data"] = {"reason": "out_of_stock"}
+    return json.dumps(body)
+
+
+def holding(amount: str) -> tuple[int, uuid.UUID]:
+    customer = UserFactory()
+    order_id = uuid.uuid4()
+    credit_reserve(customer_id=customer.pk, order_id=order_id, amount=Decimal(amount))
+    return customer.pk, order_id
+
+
+def test_order_approved_captures_the_held_credit_once():
+    customer_id, order_id = holding("30.00")
+    body = decision("order.approved", order_id, customer_id)
+
+    assert consume_signed(EventConsumer(), body) is Outcome.HANDLED
+    assert consume_signed(EventConsumer(), body) is Outcome.DUPLICATE
+
+    assert CreditReservation.objects.get(order_id=order_id).state == "captured"
+    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("30.00")  # spent
+
+
+def test_order_rejected_releases_the_held_credit():
+    customer_id, order_id = holding("30.00")
+
+    consume_signed(EventConsumer(), decision("order.rejected", order_id, customer_id))
+
+    assert CreditReservation.objects.get(order_id=order_id).state == "released"
+    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("0.00")
+
+
+def test_order_rejected_before_its_reserve_makes_the_reserve_hold_nothing():
+    customer = UserFactory()
+    order_id = uuid.uuid4()
+
+    consume_signed(EventConsumer(), decision("order.rejected", order_id, customer.pk))
+    late = credit_reserve(customer_id=customer.pk, order_id=order_id, amount=Decimal("30.00"))
+
+    assert late.state == "released"
+    assert CreditAccount.objects.get(pk=customer.pk).reserved == Decimal("0.00")
+
+
+def test_order_approved_after_its_cancel_released_the_credit_leaves_it_released():
+    customer_id, order_id = holding("30.00")
+    credit_release(order_id=order_id)
+
+    consume_signed(EventConsumer(), decision("order.approved", order_id, customer_id))
+
+    assert CreditReservation.objects.get(order_id=order_id).state == "released"
+    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("0.00")
