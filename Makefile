@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-tracing bench-gateway bench-saga bench-push bench-broker soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
+.PHONY: help venv system-deps run test lint format check migrate seed clean bench-tokens bench-tracing bench-gateway bench-saga bench-push bench-broker bench-grpc grpc-gen asyncapi soak compose-up compose-down images prometheus-rules alerts-test k8s-secrets k8s-render
 
 # Debian packages the tests use: command (or the file it must be) -> package (the container
 # tests start dockerd when it is not running and build their images with debootstrap; on a
@@ -30,14 +30,16 @@ endif
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.txt common/pyproject.toml
+$(STAMP): requirements/base.txt requirements/test.txt requirements/constraints.txt common/pyproject.toml \
+  contracts/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "No Python 3.11, 3.12 or 3.13 with venv found:" \
 	  "apt-get install python3 python3-venv (Debian 12 or later), or make PYTHON=/path/to/python3.x"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "$(PYTHON) is older than Python 3.11: make PYTHON=/path/to/python3.11 or later"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements/test.txt -c requirements/constraints.txt -e ./common
+	$(BIN)/pip install --quiet -r requirements/test.txt -c requirements/constraints.txt -e ./common \
+	  -e ./contracts
 	touch $(STAMP)
 
 venv: $(STAMP) ## Create the virtual environment and install the pinned packages
@@ -67,6 +69,16 @@ format: venv ## Apply ruff's fixes and formatting
 
 check: venv ## manage.py check for every service
 	for s in catalog users orders gateway; do (cd $${s}_svc && ../$(BIN)/python manage.py check) || exit 1; done
+
+# The generated code is committed (the images and `make run` need no protoc); a test
+# (tests/test_grpc_codegen.py) fails when it no longer matches contracts/proto.
+grpc-gen: venv ## Regenerate contracts/python from contracts/proto (gRPC and protobuf code)
+	$(BIN)/python scripts/grpc_gen.py
+
+# Committed too, served by the gateway at /api/asyncapi/; gateway_svc/proxy/tests/test_asyncapi.py
+# fails when it no longer matches contracts/events and contracts/commands.
+asyncapi: venv ## Regenerate contracts/asyncapi.yaml (AsyncAPI 3.0) from the event and command schemas
+	cd gateway_svc && ../$(BIN)/python manage.py asyncapi_build
 
 migrate: venv ## Migrate every service's database
 	for s in catalog users orders gateway; do (cd $${s}_svc && ../$(BIN)/python manage.py migrate --noinput -v 0) || exit 1; done
@@ -131,6 +143,10 @@ load-ui: venv ## Locust's web UI on http://127.0.0.1:8089 (LOAD_UI_PORT) to star
 	$(BIN)/locust -f bench/locustfile.py --web-host 127.0.0.1 --web-port $(LOAD_UI_PORT) \
 	  --host $(LOAD_HOST) --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) \
 	  --report-json $(LOAD_REPORT) $(LOAD_ARGS)
+
+# BENCH_ARGS passes options through, e.g. make bench-grpc BENCH_ARGS="--requests 50 --baseline none".
+bench-grpc: venv ## The gateway's login and order composition over gRPC vs REST (bench/grpc_bench.py)
+	$(BIN)/python bench/grpc_bench.py $(BENCH_ARGS)
 
 # BENCH_ARGS passes options through, e.g. make bench-broker BENCH_ARGS="--rounds 1".
 bench-broker: venv ## The embedded broker side by side with kombu's own and RabbitMQ (bench/broker_bench.py)

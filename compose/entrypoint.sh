@@ -3,6 +3,8 @@
 #
 #   SERVICE=catalog eshop web         # gunicorn on 0.0.0.0:$PORT (default: the service's port)
 #                                    # (the gateway also on $GATEWAY_INTERNAL_PORT when set)
+#   SERVICE=catalog eshop grpc        # manage.py grpc_serve on 0.0.0.0:$GRPC_PORT (catalog 50051,
+#                                    # users 50052)
 #   SERVICE=catalog eshop worker      # the Celery worker of the service's queue
 #   SERVICE=orders  eshop relay       # the outbox relay          (orders)
 #   SERVICE=orders  eshop watchdog    # the saga watchdog         (orders)
@@ -12,7 +14,8 @@
 #   SERVICE=gateway eshop keys        # the token key pair, once (kept when present)
 #   SERVICE=catalog eshop seed        # the demo catalog (idempotent)
 #   SERVICE=users   eshop manage <command> [args]   # any manage.py command
-#   eshop healthcheck                 # the image's HEALTHCHECK: /ready/ of a web role
+#   eshop healthcheck                 # the image's HEALTHCHECK: /ready/ of a web role, the
+#                                    # gRPC health service of a grpc role
 #   eshop broker-users [--out DIR]    # RabbitMQ's users and rights (common.broker_access)
 # Anything else runs as a command in the service's folder.
 set -eu
@@ -24,6 +27,7 @@ if [ "$role" = healthcheck ]; then
   # Only web roles serve /ready/; other roles are healthy while they run. The role and
   # port come from the file the entrypoint wrote (a healthcheck gets none of its env).
   read -r running port < /tmp/eshop-role 2>/dev/null || exit 0
+  [ "$running" = grpc ] && exec python -m common.grpc_probe "127.0.0.1:$port"
   [ "$running" = web ] || exit 0
   exec python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/ready/', timeout=5)"
 fi
@@ -36,9 +40,9 @@ fi
 
 case "${SERVICE:-}" in
   gateway) default_port=8000 ;;
-  catalog) default_port=8001 ;;
-  users) default_port=8002 ;;
-  orders) default_port=8003 ;;
+  catalog) default_port=8001; default_grpc_port=50051 ;;
+  users) default_port=8002; default_grpc_port=50052 ;;
+  orders) default_port=8003; default_grpc_port=50053 ;;
   *) echo "eshop: set SERVICE to gateway, catalog, users or orders (got '${SERVICE:-}')" >&2; exit 64 ;;
 esac
 export PORT="${PORT:-$default_port}"
@@ -47,6 +51,10 @@ cd "/app/${SERVICE}_svc"
 probe_port=$PORT
 if [ "$SERVICE" = gateway ] && [ -n "${GATEWAY_INTERNAL_PORT:-}" ]; then
   probe_port=$GATEWAY_INTERNAL_PORT
+fi
+if [ "$role" = grpc ]; then
+  export GRPC_PORT="${GRPC_PORT:-${default_grpc_port:-}}"
+  probe_port=$GRPC_PORT
 fi
 echo "$role $probe_port" > /tmp/eshop-role 2>/dev/null || true
 
@@ -73,6 +81,7 @@ case "$role" in
     only catalog users orders
     exec celery -A "${SERVICE}_svc" worker -Q "${QUEUE_PREFIX:-}$SERVICE" -n "$SERVICE@%h" \
       -P threads -c "${WORKER_CONCURRENCY:-4}" -l INFO --without-gossip --without-mingle "$@" ;;
+  grpc) only catalog users; exec python manage.py grpc_serve --bind "0.0.0.0:$GRPC_PORT" "$@" ;;
   relay) only orders; exec python manage.py outbox_relay "$@" ;;
   watchdog) only orders; exec python manage.py saga_watchdog "$@" ;;
   consumer) only catalog users; exec python manage.py consume_events "$@" ;;

@@ -47,6 +47,9 @@ SERVER_APP = {
 }
 # Run before a service starts, whatever the test asks for.
 PREPARE_COMMANDS = {"gateway": [["generate_jwt_keys"]]}
+# Services that serve gRPC (manage.py grpc_serve) next to HTTP, and the variable that
+# tells the gateway where: a gateway started by a launcher reaches the launcher's latest.
+GRPC_URL_VARIABLES = {"catalog": "CATALOG_GRPC_URL", "users": "USERS_GRPC_URL"}
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
@@ -182,6 +185,21 @@ class RunningService:
         self.extra.setdefault("workers", []).append(process)
         return process
 
+    @property
+    def grpc_address(self) -> str:
+        """host:port of this service's gRPC server (``start_grpc``)."""
+        return self.extra["grpc_address"]
+
+    def start_grpc(self, timeout: float = READY_TIMEOUT) -> subprocess.Popen[bytes]:
+        """``manage.py grpc_serve`` on a free port, stopped with the workers; returns once its
+        health service answers SERVING."""
+        address = f"127.0.0.1:{free_port()}"
+        process = self.start_manage("grpc_serve", "--bind", address)
+        self.extra["grpc_address"] = address
+        self.extra["grpc"] = process
+        grpc_wait_serving(address, process=process, timeout=timeout)
+        return process
+
     def stop_workers(self, sig: int = signal.SIGTERM) -> None:
         for worker in self.extra.pop("workers", []):
             if worker.poll() is None:
@@ -254,6 +272,32 @@ class RunningService:
             self.process.wait(timeout=timeout)
 
 
+def grpc_wait_serving(
+    address: str, *, process: subprocess.Popen[bytes] | None = None, timeout: float
+) -> None:
+    """Block until the gRPC health service at ``address`` answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"grpc_serve on {address} exited at start")
+            try:
+                # wait_for_ready: the call waits for the port to open instead of failing.
+                answer = health.Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0, wait_for_ready=True
+                )
+                if answer.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    raise TimeoutError(f"gRPC on {address} not serving after {timeout}s")
+
+
 def delete_queues(names: set[str] | list[str]) -> None:
     """Leave no queue of this run behind on the shared broker."""
     from kombu import Connection
@@ -320,9 +364,11 @@ class ServiceLauncher:
         port: int | None = None,
         command: list[str] | None = None,
         instance_of: RunningService | None = None,
+        grpc: bool = True,
     ) -> RunningService:
         """Start a service on a new database, or, with ``instance_of``, another instance
-        of a running service on that one's database."""
+        of a running service on that one's database. Catalog and users get their gRPC
+        server too (unless ``grpc`` is false); the gateway is pointed at the latest ones."""
         if instance_of is not None:
             database_name, database_url = "", instance_of.env["DATABASE_URL"]
         else:
@@ -343,6 +389,7 @@ class ServiceLauncher:
                 "WEB_CONCURRENCY": "1",
                 "QUEUE_PREFIX": self.queue_prefix,
                 **signing_env(self.signing_keys, name),
+                **(self._grpc_targets() if name == "gateway" else {}),
                 **(env or {}),
             },
             log_path=var_dir / "service.log",
@@ -355,7 +402,16 @@ class ServiceLauncher:
             if seed and name in SEED_COMMANDS:
                 service.manage(*SEED_COMMANDS[name])
         service.start(command)
+        if grpc and name in GRPC_URL_VARIABLES:
+            service.start_grpc()
         return service
+
+    def _grpc_targets(self) -> dict[str, str]:
+        targets = {}
+        for service in self.running:  # the latest of each name wins
+            if service.name in GRPC_URL_VARIABLES and "grpc_address" in service.extra:
+                targets[GRPC_URL_VARIABLES[service.name]] = service.grpc_address
+        return targets
 
     def stop_all(self) -> None:
         for service in reversed(self.running):

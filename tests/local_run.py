@@ -50,6 +50,11 @@ SERVERS = {
     "users": "USERS_BIND",
     "orders": "ORDERS_BIND",
 }
+# The gRPC servers of the Procfile: name -> (its bind variable, the gateway's URL variable).
+GRPC_SERVERS = {
+    "catalog_grpc": ("CATALOG_GRPC_BIND", "CATALOG_GRPC_URL"),
+    "users_grpc": ("USERS_GRPC_BIND", "USERS_GRPC_URL"),
+}
 # Where the gateway finds the services (static discovery, common.settings).
 UPSTREAM_URL_VARIABLES = {"catalog": "CATALOG_URL", "users": "USERS_URL", "orders": "ORDERS_URL"}
 # Inherited settings that would take the run off its embedded defaults or out of its
@@ -118,8 +123,8 @@ class LocalRun:
         self.workdir = workdir
         self.var_dir = workdir / "var"
         self.log_path = workdir / "run.log"
-        self.ports = {name: free_port() for name in SERVERS}
-        self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
+        self.ports = {name: free_port() for name in [*SERVERS, *GRPC_SERVERS]}
+        self.urls = {name: f"http://127.0.0.1:{self.ports[name]}" for name in SERVERS}
         inherited = {
             key: value
             for key, value in os.environ.items()
@@ -133,6 +138,11 @@ class LocalRun:
             "ENV_FILE": str(workdir / "no.env"),
             **{variable: f"127.0.0.1:{self.ports[name]}" for name, variable in SERVERS.items()},
             **{variable: self.urls[name] for name, variable in UPSTREAM_URL_VARIABLES.items()},
+            **{
+                variable: f"127.0.0.1:{self.ports[name]}"
+                for name, variables in GRPC_SERVERS.items()
+                for variable in variables
+            },
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

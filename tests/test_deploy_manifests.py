@@ -41,6 +41,8 @@ BACKGROUND = {
     "catalog-events": ("catalog", "consume_events", "consumer"),
     "users-events": ("users", "consume_events", "consumer"),
 }
+# The gRPC servers (manage.py grpc_serve) beside the web services: compose name -> port.
+GRPC_SERVERS = {"catalog-grpc": 50051, "users-grpc": 50052}
 # The outbox relay is the one event producer; every consume_events process is a consumer.
 RELAY = "orders-relay"
 CONSUMERS = tuple(
@@ -56,6 +58,7 @@ BROKER_USERS = "broker-users"
 ROLE_RUNS = {
     "web": 'exec gunicorn -c python:common.gunicorn_conf --bind "0.0.0.0:$PORT"',
     "worker": 'exec celery -A "${SERVICE}_svc" worker -Q "${QUEUE_PREFIX:-}$SERVICE"',
+    "grpc": 'exec python manage.py grpc_serve --bind "0.0.0.0:$GRPC_PORT"',
     "relay": "exec python manage.py outbox_relay",
     "watchdog": "exec python manage.py saga_watchdog",
     "consumer": 'exec python manage.py consume_events "$@"',
@@ -468,6 +471,23 @@ def test_procfile_runs_every_process() -> None:
         ), name
 
 
+def test_every_grpc_server_runs_in_make_run_and_compose_and_the_gateway_reaches_it() -> None:
+    processes = procfile()
+    services = compose()["services"]
+    gateway_env = services["gateway"]["environment"]
+    for name, port in GRPC_SERVERS.items():
+        service = name.removesuffix("-grpc")
+        assert processes[name.replace("-", "_")] == (
+            f"cd {service}_svc && exec python manage.py grpc_serve "
+            f"--bind ${{{service.upper()}_GRPC_BIND:-127.0.0.1:{port}}}"
+        )
+        assert services[name]["command"] == ["grpc"]
+        assert services[name]["environment"]["SERVICE"] == service
+        assert services[name]["expose"] == [str(port)]
+        assert gateway_env[f"{service.upper()}_GRPC_URL"] == f"dns:///{name}:{port}"
+    assert f"default_grpc_port={GRPC_SERVERS['users-grpc']}" in ENTRYPOINT.read_text()
+
+
 def test_make_run_declares_the_event_queues_before_starting_the_processes() -> None:
     script = (REPO / "scripts" / "run.sh").read_text()
     setup = script.index(f"python manage.py {SETUP_ONLY}")
@@ -617,7 +637,7 @@ def test_compose_has_every_part_of_the_platform() -> None:
     expected |= {f"{worker}-worker" for worker in WORKERS}
     expected |= set(BACKGROUND)
     expected |= {"gateway-keys", "catalog-seed", *(f"{c}-queues" for c in CONSUMERS)}
-    expected |= {"gateway-housekeeping", BROKER_USERS}
+    expected |= {"gateway-housekeeping", BROKER_USERS, *GRPC_SERVERS}
     assert set(compose_services()) == expected
     # Only the operator UIs are optional: the platform itself is in no profile.
     profiled = {

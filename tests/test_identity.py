@@ -16,9 +16,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import grpc
 import httpx
 import jwt
 import pytest
+from eshop_contracts.users.v1 import users_pb2, users_pb2_grpc
 from jwcrypto import jwk as jose_jwk
 from jwcrypto import jwt as jose_jwt
 
@@ -262,26 +264,33 @@ def test_the_real_token_passes_where_forgeries_fail(system):
     assert me(system, tokens(system, email)["access"]).status_code == 200
 
 
-def test_a_customer_token_gets_403_on_internal_endpoints(system):
+def _check_credentials(system: System, token: str, email: str, password: str):
+    """users.v1 CheckCredentials on users' gRPC server, with ``token`` as the caller's."""
+    with grpc.insecure_channel(system.users.grpc_address) as channel:
+        return users_pb2_grpc.UsersServiceStub(channel).CheckCredentials(
+            users_pb2.CheckCredentialsRequest(email=email, password=password),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+
+
+def test_a_customer_token_is_refused_by_the_internal_grpc_api(system):
     access = tokens(system, register(system))["access"]
-    response = httpx.post(
-        f"{system.users.url}/internal/credentials/verify/",
-        json={"email": "x@example.com", "password": "x"},
-        headers={"Authorization": f"Bearer {access}"},
-    )
-    assert response.status_code == 403
+
+    with pytest.raises(grpc.RpcError) as refused:
+        _check_credentials(system, access, "x@example.com", "x")
+
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_an_operator_service_token_reaches_internal_endpoints(system):
+def test_an_operator_service_token_reaches_the_internal_grpc_api(system):
     token = system.gateway.manage("issue_service_token", "operator").stdout.strip()
     email = register(system)
-    response = httpx.post(
-        f"{system.users.url}/internal/credentials/verify/",
-        json={"email": email, "password": PASSWORD},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 200
-    assert response.json()["email"] == email
+
+    answer = _check_credentials(system, token, email, PASSWORD)
+
+    assert answer.valid
+    assert answer.claims.email == email
 
 
 # --- standards ---------------------------------------------------------------------------------

@@ -48,6 +48,11 @@ BACKGROUND = {
     "catalog-events": ("catalog", "consumer"),
     "users-events": ("users", "consumer"),
 }
+# The gRPC servers (manage.py grpc_serve): k8s name -> (service, port, health service name).
+GRPC_SERVERS = {
+    "catalog-grpc": ("catalog", 50051, "catalog.v1.CatalogService"),
+    "users-grpc": ("users", 50052, "users.v1.UsersService"),
+}
 RELAY = "orders-relay"
 CONSUMERS = tuple(service for service, role in BACKGROUND.values() if role == "consumer")
 # Processes that must never run twice at once: a second relay takes other rows
@@ -60,6 +65,7 @@ ROLES: dict[str, set[str] | None] = {
     "relay": {"orders"},
     "watchdog": {"orders"},
     "consumer": {"catalog", "users"},
+    "grpc": {"catalog", "users"},
     "queues": {"catalog", "users"},
     "migrate": None,
     "keys": {"gateway"},
@@ -666,7 +672,7 @@ def test_every_eshop_container_runs_a_role_of_its_service(overlay: str) -> None:
 def test_every_deployment_selector_matches_only_its_own_pods() -> None:
     objects = rendered("local")
     deployments = of_kind(objects, "Deployment")
-    assert len(deployments) == len(SERVICES) + len(WORKERS) + len(BACKGROUND)
+    assert len(deployments) == (len(SERVICES) + len(WORKERS) + len(BACKGROUND) + len(GRPC_SERVERS))
     for workload in workloads(objects):
         if workload["kind"] == "Job":
             continue
@@ -843,6 +849,8 @@ def test_every_probe_is_a_health_endpoint_on_a_declared_port() -> None:
                 if "httpGet" in probe:
                     assert probe["httpGet"]["path"] in HEALTH_PATHS, where
                     assert probe["httpGet"]["port"] in container_ports(container), where
+                elif "grpc" in probe:  # the standard gRPC health service
+                    assert probe["grpc"]["port"] in container_ports(container).values(), where
                 else:
                     assert probe["exec"]["command"], where
 
@@ -908,6 +916,32 @@ def test_gateway_discovers_every_instance_through_headless_services() -> None:
         (service_port,) = headless["spec"]["ports"]
         web_ports = container_ports(pod_spec(deployments[backend])["containers"][0])
         assert web_ports[service_port["targetPort"]] == int(port)
+
+
+@pytest.mark.parametrize("name", GRPC_SERVERS)
+def test_grpc_servers_are_probed_over_grpc_and_reached_by_the_gateway_alone(name: str) -> None:
+    service, port, health_name = GRPC_SERVERS[name]
+    objects = rendered("local")
+    deployments = by_name(objects, "Deployment")
+    (server,) = pod_spec(deployments[name])["containers"]
+    kinds = dict(probes(server))
+    headless = by_name(objects, "Service")[name]
+    gateway = deployments["gateway"]
+    gateway_env = container_env(objects, pod_spec(gateway)["containers"][0])
+
+    assert server["args"] == ["grpc"]
+    assert env_value(server, "SERVICE") == service
+    assert container_ports(server)["grpc"] == port
+    assert {kind: probe["grpc"]["port"] for kind, probe in kinds.items()} == {
+        "startupProbe": port,
+        "livenessProbe": port,
+        "readinessProbe": port,
+    }
+    assert kinds["readinessProbe"]["grpc"]["service"] == health_name
+    assert headless["spec"]["clusterIP"] == "None"  # one HTTP/2 connection per pod, not per VIP
+    assert gateway_env[f"{service.upper()}_GRPC_URL"] == f"dns:///{name}:{port}"
+    assert ingress_allowed(objects, gateway, deployments[name], port)
+    assert not ingress_allowed(objects, deployments[f"{service}-worker"], deployments[name], port)
 
 
 def test_every_service_selects_one_workload_on_a_declared_port() -> None:

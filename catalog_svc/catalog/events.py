@@ -1,34 +1,15 @@
-"""The events catalog consumes, with catalog's copy of their contract.
+"""The events catalog consumes, checked against what catalog relies on of them.
 
-``order.approved`` and ``order.cancelled`` come from orders (its
-``orders/events.py`` holds the full schemas); catalog checks only what it
-relies on: the lines, each a product id and a quantity.
+``order.approved``, ``order.cancelled`` and ``order.rejected`` come from orders
+(``contracts/events``); catalog's part of their contract, in the versions it
+accepts, is ``contracts/consumers/catalog/`` (the order id, and the lines' product
+ids and quantities). Orders' tests check it against what orders produces.
 """
 
 from __future__ import annotations
 
-from common.events import register_event_type
-
-_LINES_SCHEMA = {
-    "type": "object",
-    "required": ["lines"],
-    "properties": {
-        "lines": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["product_id", "quantity"],
-                "properties": {
-                    "product_id": {"type": "integer", "minimum": 1},
-                    "quantity": {"type": "integer", "minimum": 1},
-                },
-            },
-        }
-    },
-}
+from common.contracts import consumer_events_register
 
 
 def register() -> None:
-    register_event_type("order.approved", _LINES_SCHEMA)
-    register_event_type("order.cancelled", _LINES_SCHEMA)
+    consumer_events_register("catalog")

@@ -30,6 +30,11 @@ def product_get(*, product_id: int, include_inactive: bool = False) -> Product:
         raise ProductNotFound(f"There is no product with id {product_id}.") from None
 
 
+def product_list_by_ids(*, ids: list[int]) -> QuerySet[Product]:
+    """The active products among ``ids`` (one query, stock computed as ``product_list`` does)."""
+    return product_list().filter(pk__in=ids).order_by("pk")
+
+
 def category_list() -> QuerySet[Category]:
     return Category.objects.select_related("parent")
 

@@ -84,6 +84,22 @@ GATEWAY = {
 for _service, _overrides in env.json("GATEWAY_ROUTE_OVERRIDES", default={}).items():
     GATEWAY["ROUTES"].setdefault(_service, {}).update(_overrides)
 
+# The gateway's gRPC calls (rpc/): users for logins and customer summaries, catalog
+# for the composition's products. Breakers are GATEWAY's (BREAKER_FAIL_MAX...).
+GATEWAY_GRPC = {
+    # host:port of each service's `manage.py grpc_serve` (a DNS name with several
+    # addresses, a Kubernetes Service, is one target: the channel spreads calls).
+    "TARGETS": {
+        "users": env.str("USERS_GRPC_URL", default="127.0.0.1:50052"),
+        "catalog": env.str("CATALOG_GRPC_URL", default="127.0.0.1:50051"),
+    },
+    # Every call's deadline; a login's is longer: users hashes the password on purpose slowly.
+    "DEADLINE_SECONDS": env.float("GATEWAY_GRPC_DEADLINE_SECONDS", default=2.0),
+    "LOGIN_DEADLINE_SECONDS": env.float("GATEWAY_GRPC_LOGIN_DEADLINE_SECONDS", default=5.0),
+    # More tries of an idempotent call after UNAVAILABLE (rpc.client).
+    "RETRIES": env.int("GATEWAY_GRPC_RETRIES", default=2),
+}
+
 # The order status push channel, GET /api/orders/{id}/events/ (proxy/order_stream.py).
 GATEWAY_PUSH = {
     # A comment line this often keeps proxies and load balancers from closing the stream.

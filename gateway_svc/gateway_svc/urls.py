@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 from graphql_api.views import graphql_view
-from proxy.apis import GatewayStatusApi, MergedSchemaApi
+from proxy.apis import AsyncApiDocumentApi, GatewayStatusApi, MergedSchemaApi
 from statuspage.views import status_page_view
 
 from common.urls import service_urlpatterns
@@ -16,6 +16,8 @@ urlpatterns = [
     # The whole system's API document; before the common patterns so it wins.
     path("api/schema/", MergedSchemaApi.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Every event and command (contracts/asyncapi.yaml, proxy/asyncapi.py).
+    path("api/asyncapi/", AsyncApiDocumentApi.as_view(), name="asyncapi"),
     path("internal/status/", GatewayStatusApi.as_view(), name="gateway-status"),
     # The operators' status page, inside the admin (staff only, the admin's login).
     path("admin/status/", admin.site.admin_view(status_page_view), name="admin-status"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from proxy.app import trace_headers
+from proxy.responses import trace_headers
 from proxy.runtime import StatusCollector
 from proxy.upstreams import UpstreamError
 from strawberry.dataloader import DataLoader

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -22,7 +22,12 @@ from identity.login_attempts import (
     login_success_record,
 )
 from identity.models import IssuedRefreshToken, RefreshTokenFamily
-from identity.tokens import FAMILY_CLAIM, GatewayAccessToken, GatewayRefreshToken
+from identity.tokens import (  # noqa: F401 - service_token_issue: identity's front door
+    FAMILY_CLAIM,
+    GatewayAccessToken,
+    GatewayRefreshToken,
+    service_token_issue,
+)
 
 IDENTITY_CLAIMS = ("email", "name", "is_staff", "roles")
 
@@ -155,16 +160,3 @@ def refresh_tokens_flush(*, now: datetime | None = None) -> int:
         deleted, _ = IssuedRefreshToken.objects.filter(expires_at__lte=now).delete()
         RefreshTokenFamily.objects.filter(tokens__isnull=True).delete()
     return deleted
-
-
-def service_token_issue(*, service: str, minutes: int) -> str:
-    """A short-lived token with scope ``internal`` for calls between services."""
-    token = GatewayAccessToken()
-    token.set_exp(lifetime=timedelta(minutes=minutes))
-    token["sub"] = f"service:{service}"
-    token["scope"] = "internal"
-    token["roles"] = ["service"]
-    token["name"] = service
-    token["email"] = ""
-    token["is_staff"] = False
-    return str(token)

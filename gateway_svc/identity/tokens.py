@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -62,3 +65,42 @@ class GatewayRefreshToken(RefreshToken):
 
     def get_token_backend(self) -> TokenBackend:
         return keyed_backend()
+
+
+def service_token_issue(*, service: str, minutes: int) -> str:
+    """A short-lived token with scope ``internal`` for calls between services."""
+    token = GatewayAccessToken()
+    token.set_exp(lifetime=timedelta(minutes=minutes))
+    token["sub"] = f"service:{service}"
+    token["scope"] = "internal"
+    token["roles"] = ["service"]
+    token["name"] = service
+    token["email"] = ""
+    token["is_staff"] = False
+    return str(token)
+
+
+class ServiceTokenCache:
+    """The gateway's own service token, renewed a minute before it expires."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._token = ""
+        self._expires_at = 0.0
+
+    def get(self) -> str:
+        if time.time() > self._expires_at - 60:
+            with self._lock:
+                if time.time() > self._expires_at - 60:
+                    minutes = settings.JWT["SERVICE_TOKEN_MINUTES"]
+                    self._token = service_token_issue(service="gateway", minutes=minutes)
+                    self._expires_at = time.time() + minutes * 60
+        return self._token
+
+    def clear(self) -> None:
+        """Issue a new token on the next ``get`` (the signing key changed: tests)."""
+        with self._lock:
+            self._expires_at = 0.0
+
+
+service_token = ServiceTokenCache()

@@ -12,30 +12,39 @@ else (tokens, JWKS, the merged docs, admin, health, metrics) is Django's; with
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from common.api_versions import accept_unknown_version, unknown_version_detail
 from common.auth import InvalidToken, VerifiedTokens
-from common.problems import problem
-from common.tracing import tracer
 from proxy import client
+from proxy.composition import OrderDetailsComposer
+from proxy.order_stream import OrderStatusStream
 from proxy.ratelimit import Decision
+from proxy.responses import (
+    TRACE_FIELDS,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    request_id_accept,
+    send_problem,
+    send_rate_limited,
+    send_upstream_error,
+    server_span_end,
+    server_span_start,
+    trace_headers,
+)
 from proxy.routes import Route
 from proxy.runtime import Runtime, runtime_from_settings
 from proxy.upstreams import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamUnreachable
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +75,7 @@ _REPLACED_UPSTREAM = frozenset(
     # The trace context (traceparent, tracestate, baggage): the gateway's span's goes up.
     | {field.encode() for field in propagate.get_global_textmap().fields}
 )
-TRACE_FIELDS = frozenset(field.encode() for field in propagate.get_global_textmap().fields)
-_VALID_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
-_PROBLEM = b"application/problem+json"
 # The operators' surface, by first path segment: Django's admin (the status page is in
 # it), /metrics, the probes (/health/, /ready/) and the services-only /internal/. A
 # denylist, not an allowlist: this surface is a fixed set of mechanisms (common.urls and
@@ -82,146 +88,6 @@ INTERNAL_SEGMENTS = frozenset({"admin", "metrics", "health", "ready", "live", "i
 def internal_path(path: str) -> bool:
     """Whether the path belongs to the operators' surface (``//admin/`` too)."""
     return path.lstrip("/").split("/", 1)[0] in INTERNAL_SEGMENTS
-
-
-def request_id_accept(client_value: bytes | None) -> bytes:
-    """The client's X-Request-ID when it is well-formed, else a new one."""
-    if client_value is None or not _VALID_REQUEST_ID.match(client_value):
-        return os.urandom(16).hex().encode()
-    return client_value
-
-
-class ClientDisconnected(Exception):
-    pass
-
-
-def server_span_start(scope: Scope, route: str, incoming: dict[str, str]) -> trace.Span:
-    """The gateway's SERVER span of one request, a child of the client's trace context.
-
-    Named by method and route prefix (``POST /api/orders/``): one name per
-    route, whatever ids the path holds.
-    """
-    method: str = scope["method"]
-    return tracer.start_span(
-        f"{method} {route}",
-        context=propagate.extract(incoming) if incoming else None,
-        kind=trace.SpanKind.SERVER,
-        attributes={
-            "http.request.method": method,
-            "http.route": route,
-            "url.path": scope["path"],
-            "url.scheme": scope.get("scheme", "http"),
-        },
-    )
-
-
-def server_span_end(span: trace.Span, status: int, instance: str) -> None:
-    if span.is_recording():
-        span.set_attribute("http.response.status_code", status)
-        if instance != "-":
-            span.set_attribute("gateway.upstream.instance", instance)
-        if status >= 500:
-            span.set_status(trace.StatusCode.ERROR)
-    span.end()
-
-
-def trace_headers() -> dict[str, str]:
-    """The current span's trace context as headers for an upstream request."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier
-
-
-async def send_json(
-    send: Send,
-    *,
-    status: int,
-    body: Any,
-    request_id: bytes,
-    content_type: bytes = b"application/json",
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    """A complete JSON response the gateway writes itself."""
-    payload = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(payload)).encode()),
-                (b"x-request-id", request_id),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-async def send_problem(
-    send: Send,
-    *,
-    status: int,
-    code: str,
-    title: str,
-    detail: str,
-    request_id: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    await send_json(
-        send,
-        status=status,
-        body=problem(status_code=status, code=code, title=title, detail=detail),
-        request_id=request_id,
-        content_type=_PROBLEM,
-        headers=headers,
-    )
-
-
-async def send_rate_limited(send: Send, decision: Decision, request_id: bytes) -> None:
-    await send_problem(
-        send,
-        status=429,
-        code="too_many_requests",
-        title="Too many requests.",
-        detail=f"The limit is {decision.limit} requests per window; "
-        f"try again in {decision.reset} s.",
-        request_id=request_id,
-        headers=[(b"retry-after", str(decision.reset).encode()), *decision.headers()],
-    )
-
-
-async def send_upstream_error(send: Send, error: UpstreamError, request_id: bytes) -> None:
-    """An upstream failure as problem details, with Retry-After when the error knows one."""
-    extra = []
-    if error.retry_after:
-        extra.append((b"retry-after", str(int(error.retry_after + 0.999)).encode()))
-    await send_problem(
-        send,
-        status=error.status,
-        code=error.code,
-        title=error.title,
-        detail=error.detail,
-        request_id=request_id,
-        headers=extra,
-    )
-
-
-async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None when it grows past ``limit``."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
 class GatewayApp:
@@ -244,6 +110,9 @@ class GatewayApp:
                 if self._runtime is None:
                     runtime = self._runtime_factory()
                     await runtime.start()
+                    # The paths the gateway answers itself, on the runtime they call through.
+                    runtime.composer = OrderDetailsComposer(runtime)
+                    runtime.order_stream = OrderStatusStream(runtime)
                     self._runtime = runtime
         return self._runtime
 
@@ -256,6 +125,8 @@ class GatewayApp:
                 service = path[5 : path.find("/", 5)] if path.find("/", 5) > 0 else ""
                 route = runtime.routes.get(service)
                 if route is not None:
+                    if await self.refuse_unknown_version(scope, send):
+                        return
                     composer = runtime.composer
                     if composer is not None and composer.matches(scope):
                         await composer.handle(self, scope, receive, send)
@@ -306,6 +177,28 @@ class GatewayApp:
             detail=f"No route for {scope['path']}.",
             request_id=request_id,
         )
+
+    @staticmethod
+    async def refuse_unknown_version(scope: Scope, send: Send) -> bool:
+        """406 for an API version not served (common.api_versions), before anything else.
+
+        The services refuse it too, and the header goes up unchanged; the gateway
+        checks at the edge so that the answers it makes itself (the composition, the
+        push channel) follow the same rule.
+        """
+        accept = b",".join(value for name, value in scope["headers"] if name == b"accept")
+        version = accept_unknown_version(accept.decode("latin-1")) if accept else None
+        if version is None:
+            return False
+        await send_problem(
+            send,
+            status=406,
+            code="unknown_api_version",
+            title="This API has no such version.",
+            detail=unknown_version_detail(version),
+            request_id=request_id_accept(dict(scope["headers"]).get(b"x-request-id")),
+        )
+        return True
 
     def authenticate(self, authorization: bytes | None) -> tuple[dict[str, Any] | None, str]:
         """The token's claims (None without a token), or an error message for a bad one."""

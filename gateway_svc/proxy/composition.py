@@ -1,9 +1,11 @@
 """``GET /api/orders/{id}/details/``: the order, each line's product and the customer, in one call.
 
 The order comes first (orders_svc decides who may see it, so the caller's
-token is passed on); then every product and the customer are fetched at once.
-A product or the customer that cannot be had is ``null`` with a warning: a
-partial answer beats an error. Only the order itself is indispensable.
+token is passed on, over the proxy's REST path); then the products (one
+catalog.v1 GetProducts call for all of them) and the customer (users.v1) are
+fetched at once over gRPC (rpc/). A product or the customer that cannot be had
+is ``null`` with a warning: a partial answer beats an error. Only the order
+itself is indispensable.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from rpc.calls import customer_summary_async, products_get_async
+from rpc.client import RpcRefused, ServiceUnavailable
 
-from identity.clients import service_token
-from proxy.app import (
+from proxy.responses import (
     TRACE_FIELDS,
     request_id_accept,
     send_json,
+    send_method_not_allowed,
     send_problem,
     send_rate_limited,
     send_upstream_error,
@@ -32,7 +36,7 @@ from proxy.app import (
 from proxy.upstreams import UpstreamError
 
 if TYPE_CHECKING:
-    from proxy.app import GatewayApp, Receive, Scope, Send
+    from proxy.responses import EdgeAuth, Receive, Scope, Send
     from proxy.runtime import Runtime
 
 _DETAILS = re.compile(r"^/api/orders/([^/]+)/details/$")
@@ -67,19 +71,7 @@ class OrderDetailsComposer:
         except ValueError:
             return relay.response.status, None
 
-    async def _part(
-        self, service: str, target: str, headers: list[tuple[str, str]], what: str
-    ) -> tuple[Any, str | None]:
-        """One optional part: its data, or None and a warning saying why it is missing."""
-        try:
-            status, body = await self.get_json(service, target, headers)
-        except UpstreamError as error:
-            return None, f"{what}: {error.title} ({error.status})"
-        if status != 200:
-            return None, f"{what}: the {service} service answered {status}"
-        return body, None
-
-    async def handle(self, app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, app: EdgeAuth, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = request_id_accept(headers.get(b"x-request-id"))
@@ -109,7 +101,7 @@ class OrderDetailsComposer:
 
     async def answer(
         self,
-        app: GatewayApp,
+        app: EdgeAuth,
         scope: Scope,
         send: Send,
         headers: dict[bytes, bytes],
@@ -118,16 +110,9 @@ class OrderDetailsComposer:
     ) -> int:
         """Send the composed answer (or a problem); return its status."""
         if scope["method"] != "GET":
-            await send_problem(
-                send,
-                status=405,
-                code="method_not_allowed",
-                title="Method not allowed.",
-                detail="Order details can only be read.",
-                request_id=request_id,
-                headers=[(b"allow", b"GET")],
+            return await send_method_not_allowed(
+                send, detail="Order details can only be read.", request_id=request_id
             )
-            return 405
         claims, error = app.authenticate(headers.get(b"authorization"))
         if claims is None:
             await send_problem(
@@ -182,25 +167,15 @@ class OrderDetailsComposer:
 
         lines = order.get("lines") or []
         product_ids = list(dict.fromkeys(str(line.get("product_id")) for line in lines))
-        internal = [
-            ("Authorization", f"Bearer {service_token.get()}"),
-            ("X-Request-ID", request_id.decode("latin-1")),
-            *trace_fields.items(),
-            ("Accept", "application/json"),
-        ]
         customer_id = order.get("customer_id")
-        parts = await asyncio.gather(
-            *(
-                self._part("catalog", f"/api/catalog/products/{pid}/", caller, f"product {pid}")
-                for pid in product_ids
-            ),
-            self._part("users", f"/internal/customers/{customer_id}/", internal, "customer")
+        (found, product_warnings), (customer, customer_warning) = await asyncio.gather(
+            _products(product_ids),
+            _customer(customer_id)
             if customer_id is not None
             else _missing("customer: the order names no customer"),
         )
-        products = dict(zip(product_ids, (data for data, _ in parts[:-1]), strict=True))
-        customer = parts[-1][0]
-        warnings = [warning for _, warning in parts if warning]
+        products = {pid: found.get(pid) for pid in product_ids}
+        warnings = [*product_warnings, *([customer_warning] if customer_warning else [])]
         body = {
             "order": order,
             "lines": [
@@ -215,3 +190,41 @@ class OrderDetailsComposer:
 
 async def _missing(warning: str) -> tuple[None, str]:
     return None, warning
+
+
+def _unavailable(what: str, error: ServiceUnavailable | RpcRefused) -> str:
+    if isinstance(error, ServiceUnavailable):
+        return f"{what}: {error.title} ({error.status})"
+    return f"{what}: {error}"
+
+
+def _is_product_id(text: str) -> bool:
+    """ASCII digits that fit catalog.v1's int64 (``int("٣")`` is 3, and would not map back)."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
+
+
+async def _products(product_ids: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The products by id (as text, as the order's lines name them) and a warning per missing
+    one; one catalog call for all of them."""
+    ids = [int(pid) for pid in product_ids if _is_product_id(pid)]
+    warnings = [
+        f"product {pid}: not a product id" for pid in product_ids if not _is_product_id(pid)
+    ]
+    if not ids:
+        return {}, warnings
+    try:
+        found, missing = await products_get_async(ids=ids)
+    except (ServiceUnavailable, RpcRefused) as error:
+        return {}, [*warnings, *(_unavailable(f"product {pid}", error) for pid in ids)]
+    warnings += [f"product {pid}: the catalog service has no such product" for pid in missing]
+    return {str(pid): product for pid, product in found.items()}, warnings
+
+
+async def _customer(customer_id: Any) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        summary = await customer_summary_async(user_id=str(customer_id))
+    except (ServiceUnavailable, RpcRefused) as error:
+        return None, _unavailable("customer", error)
+    if summary is None:
+        return None, "customer: the users service has no such customer"
+    return summary, None

@@ -19,7 +19,10 @@ from typing import Any
 
 import httpx
 from django.conf import settings
+from eshop_contracts.users.v1 import users_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from common.api_versions import VERSIONING_DESCRIPTION
 from common.discovery import discovery_from_settings
 
 logger = logging.getLogger(__name__)
@@ -94,6 +97,11 @@ _GATEWAY_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
             }
         },
     ),
+    "406": (
+        "Accept names an API version that is not served (`unknown_api_version`); no "
+        "`version` parameter means version 1.",
+        {},
+    ),
     "408": (
         "The request head or body took too long to arrive (`request_timeout`); the "
         "connection is closed.",
@@ -145,7 +153,8 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
     merged["info"] = {
         **merged.get("info", {}),
         "title": "E-commerce platform API",
-        "description": "Every service's public API as the gateway serves it, in one document.",
+        "description": "Every service's public API as the gateway serves it, in one document. "
+        + VERSIONING_DESCRIPTION,
     }
     paths = merged.setdefault("paths", {})
     for operation in _operations(paths):
@@ -190,7 +199,7 @@ def merge(own: dict[str, Any], services: dict[str, dict[str, Any] | None]) -> di
         from proxy.order_status import OPENAPI_PATH, openapi_operation
 
         events = openapi_operation()
-        _add_answers(events, ("401", "408", "429", "502", "503", "504"))
+        _add_answers(events, ("401", "406", "408", "429", "502", "503", "504"))
         paths[OPENAPI_PATH] = {"get": events}
     if missing:
         merged["info"]["description"] += (
@@ -209,14 +218,47 @@ def _ref(names: dict[str, dict[str, str]], service: str, name: str) -> dict[str,
     return {"allOf": [{"$ref": f"#/components/schemas/{names[service][name]}"}], "nullable": True}
 
 
+_SCALARS = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_BOOL: "boolean",
+    FieldDescriptor.TYPE_INT32: "integer",
+    FieldDescriptor.TYPE_INT64: "integer",
+    FieldDescriptor.TYPE_UINT32: "integer",
+    FieldDescriptor.TYPE_UINT64: "integer",
+    FieldDescriptor.TYPE_DOUBLE: "number",
+    FieldDescriptor.TYPE_FLOAT: "number",
+}
+
+
+def message_schema(
+    descriptor: Descriptor, *, description: str, formats: dict[str, str]
+) -> dict[str, Any]:
+    """A protobuf message of scalars as rpc.calls writes it in JSON: every field, by name."""
+    properties: dict[str, Any] = {}
+    for field in descriptor.fields:
+        schema: dict[str, Any] = {"type": _SCALARS[field.type]}
+        if field.name in formats:
+            schema["format"] = formats[field.name]
+        if field.is_repeated:
+            schema = {"type": "array", "items": schema}
+        properties[field.name] = schema
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": list(properties),
+    }
+
+
 def _add_order_details(
     paths: dict[str, Any], schemas: dict[str, Any], names: dict[str, dict[str, str]]
 ) -> None:
     """The composition (proxy/composition.py): its answers as it gives them.
 
     Built from the services' own components (orders' ``Order`` and ``LineOut``,
-    catalog's ``Product``, users' ``CustomerSummary`` from its internal API), so it
-    follows them when they change.
+    catalog's ``Product``) and, for the customer, from users.v1's ``CustomerSummary``
+    message (users has no REST document of it: it is a gRPC answer), so it follows
+    them when they change.
     """
     orders = names["orders"]
     schemas["OrderDetailsLine"] = {
@@ -229,6 +271,15 @@ def _add_order_details(
             },
         ]
     }
+    schemas["OrderDetailsCustomer"] = message_schema(
+        users_pb2.CustomerSummary.DESCRIPTOR,
+        description="What the users service says of the customer (users.v1 CustomerSummary).",
+        formats={
+            "credit_limit": "decimal",
+            "credit_available": "decimal",
+            "date_joined": "date-time",
+        },
+    )
     schemas["OrderDetails"] = {
         "type": "object",
         "description": "The order, each line's product and the customer. A product or the "
@@ -236,7 +287,10 @@ def _add_order_details(
         "properties": {
             "order": {"$ref": f"#/components/schemas/{orders.get('Order', 'Order')}"},
             "lines": {"type": "array", "items": {"$ref": "#/components/schemas/OrderDetailsLine"}},
-            "customer": _ref(names, "users", "CustomerSummary"),
+            "customer": {
+                "allOf": [{"$ref": "#/components/schemas/OrderDetailsCustomer"}],
+                "nullable": True,
+            },
             "warnings": {"type": "array", "items": {"type": "string"}},
         },
         "required": ["order", "lines", "customer", "warnings"],
@@ -269,5 +323,5 @@ def _add_order_details(
             },
         },
     }
-    _add_answers(operation, ("401", "408", "429", "502", "503", "504"))
+    _add_answers(operation, ("401", "406", "408", "429", "502", "503", "504"))
     paths[ORDER_DETAILS_PATH] = {"get": operation}

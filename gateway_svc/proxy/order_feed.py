@@ -44,27 +44,21 @@ import socket
 import threading
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from kombu import Connection, Consumer, Producer, Queue, binding
-from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.message import Message
 
-from common.events import Event, EventError, event_data_validate, register_event_type
+from common.backoff import Backoff
+from common.contracts import consumer_events_register
+from common.events import Event, EventError, event_data_validate
 from common.events.broker import (
-    HEADER_ATTEMPTS,
-    HEADER_DEAD_AT,
-    HEADER_EXCHANGE,
-    HEADER_REASON,
-    HEADER_ROUTING_KEY,
-    PUBLISH_TIMEOUT_SECONDS,
-    Backoff,
     broker_connect,
     broker_connection,
     broker_errors,
+    dead_letter_publish,
     dead_letter_queue,
     dead_letter_queue_name,
     events_exchange,
@@ -79,24 +73,12 @@ SERVICE = "gateway"
 BINDING = "order.#"
 # What a stalled worker may hold on RabbitMQ before the oldest are dropped.
 MAX_QUEUED = 10_000
-# The gateway's copy of the contract of orders' events (orders_svc/orders/events.py has
-# the full schemas): it relies on the envelope's subject (the order id) only.
-ORDER_EVENT_TYPES = (
-    "order.placed",
-    "order.stock_reserved",
-    "order.stock_refused",
-    "order.credit_reserved",
-    "order.credit_refused",
-    "order.approved",
-    "order.rejected",
-    "order.cancel_requested",
-    "order.cancelled",
-)
 
 
 def order_event_types_register() -> None:
-    for event_type in ORDER_EVENT_TYPES:
-        register_event_type(event_type, {"type": "object"})
+    """What the feed relies on of orders' events, in the versions it accepts:
+    ``contracts/consumers/gateway/`` (the envelope's subject, the order id, only)."""
+    consumer_events_register(SERVICE)
 
 
 def order_event_read(body: bytes | str, headers: Mapping[str, Any] | None) -> Event:
@@ -109,7 +91,7 @@ def order_event_read(body: bytes | str, headers: Mapping[str, Any] | None) -> Ev
     signer = event_verify(body=raw, headers=headers)
     event = Event.from_json(raw)
     event_source_check(event_type=event.type, source=event.source, signer=signer)
-    event_data_validate(event_type=event.type, data=event.data)
+    event_data_validate(event_type=event.type, data=event.data, version=event.version)
     return event
 
 
@@ -318,30 +300,17 @@ class OrderEventFeed:
     def _dead_letter(self, message: Message, producer: Producer, reason: str) -> None:
         delivery = message.delivery_info or {}
         logger.error("order event dead-lettered to %s: %s", dead_letter_queue_name(SERVICE), reason)
-        headers = {
-            key: value
-            for key, value in (message.headers or {}).items()
-            if not key.startswith("x-dlq-")
-        }
-        body = message.body
-        producer.publish(
-            body if isinstance(body, bytes) else str(body).encode(),
-            # Through the queue's own exchange, never the default one (common.broker_access).
-            exchange=dead_letter_queue_name(SERVICE),
-            routing_key=dead_letter_queue_name(SERVICE),
-            content_type=message.content_type or "application/octet-stream",
-            content_encoding=message.content_encoding or "binary",
-            delivery_mode=PERSISTENT_DELIVERY_MODE,
-            headers={
-                **headers,
-                HEADER_REASON: reason[:2000],
-                HEADER_ATTEMPTS: 0,
-                HEADER_ROUTING_KEY: delivery.get("routing_key", ""),
-                HEADER_EXCHANGE: delivery.get("exchange", ""),
-                HEADER_DEAD_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-            timeout=PUBLISH_TIMEOUT_SECONDS,
-            confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+        dead_letter_publish(
+            producer,
+            message.body if isinstance(message.body, bytes) else str(message.body),
+            queue=dead_letter_queue_name(SERVICE),
+            reason=reason,
+            attempts=0,
+            routing_key=delivery.get("routing_key", ""),
+            exchange=delivery.get("exchange", ""),
+            headers=message.headers or {},
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
         )
         self.dead_lettered += 1
 

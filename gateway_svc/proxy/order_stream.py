@@ -53,16 +53,6 @@ from django.conf import settings
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from proxy.app import (
-    TRACE_FIELDS,
-    request_id_accept,
-    send_json,
-    send_problem,
-    send_rate_limited,
-    send_upstream_error,
-    server_span_end,
-    server_span_start,
-)
 from proxy.order_feed import OrderEventFeed, OrderEventHub
 from proxy.order_status import (
     order_settled,
@@ -72,10 +62,21 @@ from proxy.order_status import (
     sse_retry,
     version_parse,
 )
+from proxy.responses import (
+    TRACE_FIELDS,
+    request_id_accept,
+    send_json,
+    send_method_not_allowed,
+    send_problem,
+    send_rate_limited,
+    send_upstream_error,
+    server_span_end,
+    server_span_start,
+)
 from proxy.upstreams import UpstreamError
 
 if TYPE_CHECKING:
-    from proxy.app import GatewayApp, Receive, Scope, Send
+    from proxy.responses import EdgeAuth, Receive, Scope, Send
     from proxy.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class OrderStatusStream:
             await asyncio.to_thread(self.feed.stop)
             self.feed = None
 
-    async def handle(self, app: GatewayApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, app: EdgeAuth, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         request_id = request_id_accept(headers.get(b"x-request-id"))
@@ -179,7 +180,7 @@ class OrderStatusStream:
             )
 
     async def credentials(
-        self, app: GatewayApp, headers: dict[bytes, bytes]
+        self, app: EdgeAuth, headers: dict[bytes, bytes]
     ) -> tuple[dict[str, Any] | None, str, str]:
         """(claims, token, error): the bearer token's, else the storefront session's."""
         authorization = headers.get(b"authorization")
@@ -195,7 +196,7 @@ class OrderStatusStream:
 
     async def answer(
         self,
-        app: GatewayApp,
+        app: EdgeAuth,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -204,16 +205,8 @@ class OrderStatusStream:
     ) -> int:
         """Stream the order's events (or answer a problem); return the status sent."""
         if scope["method"] != "GET":
-            await send_problem(
-                send,
-                status=405,
-                code="method_not_allowed",
-                title="Method not allowed.",
-                detail="An order's event stream can only be read (GET).",
-                request_id=request_id,
-                headers=[(b"allow", b"GET")],
-            )
-            return 405
+            detail = "An order's event stream can only be read (GET)."
+            return await send_method_not_allowed(send, detail=detail, request_id=request_id)
         claims, token, error = await self.credentials(app, headers)
         if claims is None:
             await send_problem(

@@ -89,12 +89,6 @@ class Runtime:
                 redis_prefix=self.config["REDIS_PREFIX"],
             )
         self.discovery.start()
-        from proxy.composition import OrderDetailsComposer
-
-        self.composer = OrderDetailsComposer(self)
-        from proxy.order_stream import OrderStatusStream
-
-        self.order_stream = OrderStatusStream(self)
         StatusCollector.current = self
 
     async def stop(self) -> None:

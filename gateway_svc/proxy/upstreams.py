@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from common.backoff import backoff_delay
 from common.discovery import Discovery, Instance
 from proxy import client
 from proxy.resilience import Bulkhead, InstanceBreaker
@@ -82,11 +82,6 @@ def upstream_address(url: str) -> tuple[str, str, int]:
     """Scheme, host and port of an instance's base URL (parsed once per URL)."""
     parts = urlsplit(url)
     return parts.scheme, parts.hostname or "", parts.port or 80
-
-
-def backoff_delay(attempt: int, *, base: float = 0.05, cap: float = 1.0) -> float:
-    """Exponential backoff with full jitter: retries from many clients do not line up."""
-    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not secrets
 
 
 class Upstream:

@@ -70,8 +70,8 @@ async def shop_call(
     ``client`` is the browser's address: the route's per-address limits (sign-ups)
     apply to the storefront as they do at the API's edge.
     """
-    from proxy.app import trace_headers
     from proxy.client import ClientError, ReadTimeout
+    from proxy.responses import trace_headers
     from proxy.upstreams import UpstreamError, UpstreamTimeout
 
     runtime = _runtime()

@@ -10,15 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.errors import CustomerNotFound, EmailTaken, InvalidCredentials, InvalidCreditLimit
+from accounts.errors import CustomerNotFound, EmailTaken, InvalidCreditLimit
 from accounts.models import Address, User
-from accounts.selectors import address_list, user_claims, user_get, user_list
+from accounts.selectors import address_list, user_get, user_list
 from accounts.serializers import (
     AddressSerializer,
-    ClaimsSerializer,
-    CredentialsSerializer,
     CustomerSerializer,
-    CustomerSummarySerializer,
     ProfileSerializer,
     RegisteredSerializer,
     RegisterSerializer,
@@ -28,12 +25,11 @@ from accounts.services import (
     address_create,
     address_delete,
     address_update,
-    credentials_verify,
     user_register,
     user_update_by_staff,
     user_update_profile,
 )
-from common.permissions import IsInternalService, IsStaff
+from common.permissions import IsStaff
 
 
 def _me(request: Request) -> User:
@@ -151,28 +147,3 @@ class CustomerDetailApi(APIView):
         serializer.is_valid(raise_exception=True)
         user = user_update_by_staff(user=user, **serializer.validated_data)
         return Response(CustomerSerializer(user_get(user_id=user.pk)).data)
-
-
-class CredentialsVerifyApi(APIView):
-    """Internal: the gateway checks a login here and gets the claims for the tokens."""
-
-    permission_classes = [IsInternalService]
-    domain_errors = (InvalidCredentials,)
-
-    @extend_schema(request=CredentialsSerializer, responses={200: ClaimsSerializer})
-    def post(self, request: Request) -> Response:
-        serializer = CredentialsSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        user = credentials_verify(**serializer.validated_data)
-        return Response(ClaimsSerializer(user_claims(user=user)).data)
-
-
-class CustomerSummaryApi(APIView):
-    """Internal: what other services may know of a customer (token refresh, composition)."""
-
-    permission_classes = [IsInternalService]
-    domain_errors = (CustomerNotFound,)
-
-    @extend_schema(responses={200: CustomerSummarySerializer})
-    def get(self, request: Request, user_id: int) -> Response:
-        return Response(CustomerSummarySerializer(user_get(user_id=user_id)).data)

@@ -1,21 +1,15 @@
-"""The events users consumes, with users' copy of their contract.
+"""The events users consumes, checked against what users relies on of them.
 
-``order.approved`` and ``order.cancelled`` come from orders (its
-``orders/events.py`` holds the full schemas); users checks only what it
-relies on: whose order it is.
+``order.approved``, ``order.cancelled`` and ``order.rejected`` come from orders
+(``contracts/events``); users' part of their contract, in the versions it
+accepts, is ``contracts/consumers/users/`` (the order id, and whose order it is).
+Orders' tests check it against what orders produces.
 """
 
 from __future__ import annotations
 
-from common.events import register_event_type
-
-_CUSTOMER_SCHEMA = {
-    "type": "object",
-    "required": ["customer_id"],
-    "properties": {"customer_id": {"type": "string", "pattern": "^[0-9]+$"}},
-}
+from common.contracts import consumer_events_register
 
 
 def register() -> None:
-    register_event_type("order.approved", _CUSTOMER_SCHEMA)
-    register_event_type("order.cancelled", _CUSTOMER_SCHEMA)
+    consumer_events_register("users")

@@ -82,20 +82,14 @@ class AddressSerializer(serializers.ModelSerializer):
 
 
 class CredentialsSerializer(serializers.Serializer):
+    """A login's limits (users.v1 CheckCredentials, grpc_api.py), checked before any hashing."""
+
     email = serializers.CharField(max_length=254)
     password = serializers.CharField(max_length=4096, style={"input_type": "password"})
 
 
-class ClaimsSerializer(serializers.Serializer):
-    sub = serializers.CharField()
-    email = serializers.EmailField()
-    name = serializers.CharField(allow_blank=True)
-    is_staff = serializers.BooleanField()
-    roles = serializers.ListField(child=serializers.CharField())
-
-
 class CustomerSummarySerializer(CustomerSerializer):
-    """What other services learn of a customer (internal API)."""
+    """What other services learn of a customer (users.v1 GetCustomerSummary, grpc_api.py)."""
 
     roles = serializers.ListField(child=serializers.CharField(), read_only=True)
 

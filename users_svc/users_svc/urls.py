@@ -6,7 +6,6 @@ from common.urls import service_urlpatterns
 
 urlpatterns = [
     path("api/users/", include("accounts.urls")),
-    path("internal/", include("accounts.internal_urls")),
     *service_urlpatterns(),
 ]
 

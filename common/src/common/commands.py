@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task, current_app
@@ -42,24 +41,19 @@ from celery.exceptions import Reject
 from django.conf import settings
 from django.db import transaction
 from kombu import Producer
-from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.exceptions import OperationalError
 from kombu.utils import json as kombu_json
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 
+from common.contracts import command_validate
 from common.events.broker import (
-    HEADER_ATTEMPTS,
-    HEADER_DEAD_AT,
-    HEADER_EXCHANGE,
-    HEADER_REASON,
-    HEADER_ROUTING_KEY,
-    PUBLISH_TIMEOUT_SECONDS,
     broker_connect,
     broker_connection,
     broker_errors,
     command_queue_name,
+    dead_letter_publish,
     dead_letter_queue,
     dead_letter_queue_name,
 )
@@ -206,6 +200,8 @@ class VerifiedTask(Task):
                     HEADER_SIGNATURE: request.get(HEADER_SIGNATURE),
                 },
             )
+            # Its kwargs as the task's contract says (contracts/commands): else refused.
+            command_validate(self.name, kwargs)
             # Not super().__call__: it would push a new, empty request over the worker's.
             return self.run(*args, **kwargs)
         except MessageRefused as refused:
@@ -250,24 +246,18 @@ def command_dead_letter(
         with connection.channel() as channel:
             dead = dead_letter_queue(kind="commands", rabbitmq=connection_is_rabbitmq(connection))
             dead(channel).declare()
-            Producer(channel).publish(
+            dead_letter_publish(
+                Producer(channel),
                 body,
-                exchange=dead_letter_queue_name(kind="commands"),  # its own (queue_exchange)
-                routing_key=dead_letter_queue_name(kind="commands"),
+                queue=dead_letter_queue_name(kind="commands"),
+                reason=reason,
+                attempts=0,
+                routing_key=queue,
+                exchange="",
+                headers=headers,
                 content_type="application/json",
                 content_encoding="utf-8",
-                delivery_mode=PERSISTENT_DELIVERY_MODE,
                 message_id=request.id,
-                headers={
-                    **headers,
-                    HEADER_REASON: reason[:2000],
-                    HEADER_ATTEMPTS: 0,
-                    HEADER_ROUTING_KEY: queue,
-                    HEADER_EXCHANGE: "",
-                    HEADER_DEAD_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-                timeout=PUBLISH_TIMEOUT_SECONDS,
-                confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
             )
     except broker_errors(connection) as error:
         # Never lose it: back to its queue, to be refused (and dead-lettered) again.

@@ -38,11 +38,16 @@ def broker_check() -> HealthCheck:
     return FilesystemBroker()
 
 
+def readiness_checks() -> list[HealthCheck]:
+    """What ready means, for ``/ready/`` and the gRPC health service (common.grpc_server)."""
+    return [Database(), broker_check()]
+
+
 class ReadyView(HealthCheckView):
     """Ready to serve: the database answers and the broker accepts connections."""
 
     def get_checks(self):  # type: ignore[override]
-        return [Database(), broker_check()]
+        return readiness_checks()
 
     async def get(self, request: HttpRequest, *args, **kwargs):  # type: ignore[override]
         # The library answers a failed check with 500; "not ready" is 503 (Service

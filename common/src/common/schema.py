@@ -12,6 +12,8 @@ gives, derived from the view rather than written on each one:
 - 403 when a signed-in caller may still be refused (the permissions say no to a
   plain customer; a session caller without the CSRF token on a write);
 - 404 when the path names an object, or the list is paginated (a page past the end);
+- 406 when the view is versioned (an API version in Accept that is not served:
+  common.versioning);
 - 415 when a request body is read (a content type no parser takes);
 - 429 when the view has throttles (with ``Retry-After``);
 - the status of every ``DomainError`` the view lists in ``domain_errors``
@@ -38,10 +40,21 @@ from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import SAFE_METHODS
 
+from common.api_versions import DEFAULT_VERSION
 from common.problems import PROBLEM_CONTENT_TYPE
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def info_version(*, result: dict[str, Any], request: Any = None, **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular hook: ``info.version`` is the API version the document describes.
+
+    The one asked for over HTTP (``Accept: ...; version=1``), else the default: the
+    ``manage.py spectacular`` command has no request.
+    """
+    result["info"]["version"] = getattr(request, "version", None) or DEFAULT_VERSION
+    return result
 
 
 class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
@@ -84,6 +97,8 @@ _DESCRIPTIONS = {
     404: "Not found (`not_found`).",
     415: "The request body's content type is not accepted (`unsupported_media_type`).",
     429: "Too many requests (`too_many_requests`); see Retry-After.",
+    406: "Accept names an API version that is not served (`unknown_api_version`); "
+    "no `version` parameter means version 1.",
 }
 
 _HEADERS = {
@@ -184,6 +199,8 @@ class AutoSchema(openapi.AutoSchema):
             statuses[403] = _DESCRIPTIONS[403]
         if re.search(r"{\w+}", self.path) or paginated:
             statuses[404] = _DESCRIPTIONS[404]
+        if self.view.versioning_class is not None:
+            statuses[406] = _DESCRIPTIONS[406]
         if reads_body:
             statuses[415] = _DESCRIPTIONS[415]
         if self.view.get_throttles():

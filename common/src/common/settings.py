@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common.api_versions import OPENAPI_VERSIONING, VERSIONING_DESCRIPTION
 from common.broker_access import celery_routing_settings
 from common.filesystem_broker import transport_for
 from common.quorum import celery_queue_settings
@@ -284,6 +285,22 @@ def discovery_config(*, env: environ.Env) -> dict[str, Any]:
     }
 
 
+# Each service's gRPC port (manage.py grpc_serve), unless GRPC_BIND says otherwise.
+GRPC_DEFAULT_PORTS = {"catalog": 50051, "users": 50052, "orders": 50053}
+
+
+def grpc_config(*, env: environ.Env, service: str) -> dict[str, Any]:
+    """The service's gRPC server (common.grpc_server): address, threads, health cadence."""
+    port = GRPC_DEFAULT_PORTS.get(service, 0)
+    return {
+        "GRPC_BIND": env.str("GRPC_BIND", default=f"127.0.0.1:{port}"),
+        # Calls are short reads (a login, a lookup): a few threads keep a core busy.
+        "GRPC_WORKERS": env.int("GRPC_WORKERS", default=8),
+        # How often the health service re-runs /ready/'s checks (SERVING or NOT_SERVING).
+        "GRPC_HEALTH_INTERVAL_SECONDS": env.float("GRPC_HEALTH_INTERVAL_SECONDS", default=5.0),
+    }
+
+
 def observability_config(*, env: environ.Env, service: str) -> dict[str, Any]:
     """Logging: JSON lines (``LOG_FORMAT=json``, or ``plain``) stamped with the service,
     request, trace and span ids (common.observability), at ``LOG_LEVEL``.
@@ -446,13 +463,22 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
             "DEFAULT_PAGINATION_CLASS": "common.pagination.PageNumberPagination",
             "PAGE_SIZE": env.int("PAGE_SIZE", default=20),
             "DEFAULT_SCHEMA_CLASS": "common.schema.AutoSchema",
+            # Accept: application/json; version=1 (none means 1): see common.versioning.
+            "DEFAULT_VERSIONING_CLASS": "common.versioning.MediaTypeVersioning",
             "EXCEPTION_HANDLER": "common.problems.exception_handler",
             "TEST_REQUEST_DEFAULT_FORMAT": "json",
         },
         "SPECTACULAR_SETTINGS": {
             "TITLE": f"{service} service API",
-            "DESCRIPTION": f"The {service} service of the e-commerce platform.",
-            "VERSION": "1.0.0",
+            "DESCRIPTION": f"The {service} service of the e-commerce platform. "
+            + VERSIONING_DESCRIPTION,
+            # The API version the document describes ("1"), set by common.schema.info_version.
+            "VERSION": None,
+            "POSTPROCESSING_HOOKS": [
+                "drf_spectacular.hooks.postprocess_schema_enums",
+                "common.schema.info_version",
+            ],
+            "EXTENSIONS_INFO": {"x-api-versioning": OPENAPI_VERSIONING},
             "SERVE_INCLUDE_SCHEMA": False,
             "COMPONENT_SPLIT_REQUEST": True,
             # Swagger UI and ReDoc come from the sidecar package: no CDN needed.
@@ -496,4 +522,5 @@ def service_defaults(*, service: str, base_dir: Path) -> dict[str, Any]:
         **events_config(env=env, database_engine=database["ENGINE"]),
         **signing_config(env=env, var_dir=var_dir, service=service),
         **observability_config(env=env, service=service),
+        **grpc_config(env=env, service=service),
     }

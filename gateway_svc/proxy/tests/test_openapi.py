@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from eshop_contracts.users.v1 import users_pb2
+
 from proxy.openapi import merge
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -35,7 +37,7 @@ def test_proxied_operations_document_the_gateways_own_answers():
         "responses"
     ]
 
-    assert set(responses) == {"200", "401", "408", "413", "429", "502", "503", "504"}
+    assert set(responses) == {"200", "401", "406", "408", "413", "429", "502", "503", "504"}
     assert all(responses[code]["content"] == PROBLEM for code in ("408", "413", "429", "502"))
     assert "Retry-After" in responses["429"]["headers"]
     assert responses["401"] == {"description": "the service's own"}
@@ -60,14 +62,23 @@ def test_the_order_details_composition_is_documented_with_every_answer_it_gives(
     own, _ = _documents()
     services = {
         "catalog": _service("catalog", "Product"),
-        "users": _service("users", "CustomerSummary"),
         "orders": _service("orders", "Order", "LineOut"),
     }
 
     document = merge(own, services)
     operation = document["paths"]["/api/orders/{order_id}/details/"]["get"]
 
-    assert set(operation["responses"]) == {"200", "401", "404", "408", "429", "502", "503", "504"}
+    assert set(operation["responses"]) == {
+        "200",
+        "401",
+        "404",
+        "406",
+        "408",
+        "429",
+        "502",
+        "503",
+        "504",
+    }
     assert operation["security"] == [{"bearerAuth": []}]
     assert operation["parameters"][0]["schema"] == {"type": "string", "format": "uuid"}
     assert all(
@@ -76,7 +87,7 @@ def test_the_order_details_composition_is_documented_with_every_answer_it_gives(
     details = document["components"]["schemas"]["OrderDetails"]
     assert details["properties"]["order"] == {"$ref": "#/components/schemas/Order"}
     assert details["properties"]["customer"]["allOf"] == [
-        {"$ref": "#/components/schemas/CustomerSummary"}
+        {"$ref": "#/components/schemas/OrderDetailsCustomer"}
     ]
     line = document["components"]["schemas"]["OrderDetailsLine"]
     assert line["allOf"][0] == {"$ref": "#/components/schemas/LineOut"}
@@ -90,5 +101,18 @@ def test_the_composition_follows_a_renamed_component_and_needs_orders():
     details = document["components"]["schemas"]["OrderDetails"]
 
     assert details["properties"]["order"] == {"$ref": "#/components/schemas/OrdersOrder"}
-    assert details["properties"]["customer"] == {"type": "object", "nullable": True}
     assert "/api/orders/{order_id}/details/" not in merge(own, {"orders": None})["paths"]
+
+
+def test_the_compositions_customer_is_documented_from_the_users_v1_contract():
+    own, _ = _documents()
+
+    document = merge(own, {"orders": _service("orders", "Order", "LineOut")})
+    customer = document["components"]["schemas"]["OrderDetailsCustomer"]
+
+    assert set(customer["required"]) == {
+        field.name for field in users_pb2.CustomerSummary.DESCRIPTOR.fields
+    }
+    assert customer["properties"]["id"] == {"type": "integer"}
+    assert customer["properties"]["credit_limit"] == {"type": "string", "format": "decimal"}
+    assert customer["properties"]["roles"] == {"type": "array", "items": {"type": "string"}}

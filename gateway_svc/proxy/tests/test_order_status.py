@@ -6,6 +6,7 @@ The whole channel through real services is in tests/test_order_push.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from httpx_sse import EventSource
 from kombu import Connection, Exchange, Producer, Queue
 
 from common.events import Event
+from common.events.envelope import event_schema_uri
 from common.filesystem_broker import Transport, transport_for
 from common.signing import event_payload, key_pair_generate, private_key_load, signature_headers
 from proxy.order_feed import OrderEventFeed, OrderEventHub, queue_prefix
@@ -257,6 +259,26 @@ def test_an_unsigned_order_event_is_dead_lettered_never_streamed(embedded_broker
 
     assert run_feed(scenario) == (1, 0)
     assert [reason.startswith("refused event: unsigned") for reason in dead_letters()] == [True]
+
+
+def test_an_order_event_of_a_version_the_gateway_does_not_know_is_dead_lettered(embedded_broker):
+    # contracts/consumers/gateway/: the feed accepts v1 of orders' events only.
+    newer = dataclasses.replace(
+        event_of("order-1"), dataschema=event_schema_uri("order.approved", 2)
+    )
+
+    async def scenario(feed, hub):
+        inbox = hub.subscribe("order-1")
+        await asyncio.to_thread(publish, newer, signed_by_orders(newer, embedded_broker))
+        deadline = time.monotonic() + 60  # a loaded machine: what is waited on is the feed
+        while not (feed.dead_lettered or feed.received) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return feed.dead_lettered, inbox.qsize()
+
+    assert run_feed(scenario) == (1, 0)
+    assert dead_letters() == [
+        "invalid event: UnknownEventVersion: order.approved v2 is not known here (known: v1)"
+    ]
 
 
 def test_a_dead_workers_queue_is_removed_and_a_stopped_ones_too(embedded_broker):

@@ -23,14 +23,18 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+import grpc
 import httptools
 import jwt
 import pytest
 import uvicorn
+from eshop_contracts.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from eshop_contracts.users.v1 import users_pb2, users_pb2_grpc
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -54,14 +58,39 @@ PROPERTY_HTTP = settings(PROPERTY, max_examples=60)
 UNLIMITED = "1000000/min"
 ORDER_ID = "5f0c9a9e-2f64-4a8e-9a51-8d9e6f6a2b10"
 ORDER_ID_HEX = ORDER_ID.replace("-", "")
-PRODUCT = {"id": 7, "sku": "SKU-7", "name": "Mug", "price": "4.50"}
+PRODUCT = {
+    "id": 7,
+    "sku": "SKU-7",
+    "name": "Mug",
+    "slug": "mug",
+    "description": "",
+    "price": "4.50",
+    "currency": "EUR",
+    "category": 1,
+    "active": True,
+    "stock_available": 3,
+    "sold": 0,
+    "created_at": "2026-01-01T00:00:00Z",
+    "updated_at": "2026-01-01T00:00:00Z",
+}
 ORDER = {
     "id": ORDER_ID,
     "customer_id": "1001",
     "status": "APPROVED",
     "lines": [{"product_id": 7, "quantity": 2, "unit_price": "4.50"}],
 }
-CUSTOMER = {"id": 1001, "email": "ann@example.com"}
+CUSTOMER = {
+    "id": 1001,
+    "email": "ann@example.com",
+    "name": "Ann",
+    "credit_limit": "1000.00",
+    "credit_available": "1000.00",
+    "date_joined": "2026-01-01T00:00:00Z",
+    "is_active": True,
+    "is_staff": False,
+    "order_count": 1,
+    "roles": ["customer"],
+}
 # What the gateway itself may answer on the proxy and composition paths (problem details).
 GATEWAY_OWN = {401, 404, 405, 408, 413, 429}
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
@@ -96,10 +125,6 @@ class Upstream:
             document = ORDER
         elif path.startswith("/api/orders/") and path.count("/") == 4:
             status, document = 404, {"status": 404, "code": "order_not_found"}
-        elif path.startswith("/api/catalog/products/"):
-            document = PRODUCT
-        elif path.startswith("/internal/customers/"):
-            document = CUSTOMER
         payload = json.dumps(document).encode()
         await send(
             {
@@ -144,6 +169,32 @@ def upstream() -> Iterator[Upstream]:
     thread.join(timeout=10)
 
 
+class StandInCatalog(catalog_pb2_grpc.CatalogServiceServicer):
+    def GetProducts(self, request, context):
+        found = [catalog_pb2.Product(**PRODUCT)] if PRODUCT["id"] in request.ids else []
+        missing = [pid for pid in request.ids if pid != PRODUCT["id"]]
+        return catalog_pb2.GetProductsResponse(products=found, missing_ids=missing)
+
+
+class StandInUsers(users_pb2_grpc.UsersServiceServicer):
+    def GetCustomerSummary(self, request, context):
+        if request.user_id != str(CUSTOMER["id"]):
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such customer")
+        return users_pb2.CustomerSummary(**CUSTOMER)
+
+
+@pytest.fixture(scope="module")
+def grpc_upstream() -> Iterator[str]:
+    """catalog.v1 and users.v1 on one loopback gRPC server, answering as the services would."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(StandInCatalog(), server)
+    users_pb2_grpc.add_UsersServiceServicer_to_server(StandInUsers(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
 @pytest.fixture(scope="module")
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     """One event loop for the gateway, in a thread: its pooled connections outlive examples."""
@@ -163,7 +214,11 @@ async def reached_django(scope: dict, receive: Any, send: Any) -> None:
 
 
 @pytest.fixture
-def gateway(settings, gateway_keys, upstream) -> GatewayApp:
+def gateway(settings, gateway_keys, upstream, grpc_upstream) -> GatewayApp:
+    settings.GATEWAY_GRPC = {
+        **settings.GATEWAY_GRPC,
+        "TARGETS": {"catalog": grpc_upstream, "users": grpc_upstream},
+    }
     settings.GATEWAY = {
         **settings.GATEWAY,
         "INTERNAL_PORT": 8080,

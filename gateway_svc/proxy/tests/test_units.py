@@ -12,11 +12,12 @@ from common.auth import VerifiedTokens
 from common.discovery.static import StaticDiscovery
 from common.testing.tokens import *  # noqa: F403 - make_token for the verifier
 from common.testing.tracing import traceparent_of
-from proxy.app import GatewayApp, server_span_end, server_span_start, trace_headers
+from proxy.app import GatewayApp
 from proxy.client import UpstreamClient, should_retire
 from proxy.openapi import merge
 from proxy.ratelimit import LocalRateLimiter
 from proxy.resilience import Bulkhead, InstanceBreaker
+from proxy.responses import server_span_end, server_span_start, trace_headers
 from proxy.routes import Rate, Route, routes_from_settings
 from proxy.runtime import StatusCollector
 from proxy.upstreams import Upstream, UpstreamUnreachable

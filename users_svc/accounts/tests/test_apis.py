@@ -188,47 +188,9 @@ def test_an_unknown_customer_is_404(staff_api):
     assert response.json()["code"] == "customer_not_found"
 
 
-# --- internal ---------------------------------------------------------------------------------
-
-VERIFY = "/internal/credentials/verify/"
+# --- internal: gone, users.v1 over gRPC took it (test_grpc_api.py) -----------------------------
 
 
-def test_internal_verify_returns_the_claims(service_api):
-    user = UserFactory(email="ann@example.com", name="Ann")
-
-    response = service_api.post(
-        VERIFY, {"email": "Ann@example.com", "password": "correct horse battery"}
-    )
-
-    assert response.status_code == 200
-    assert response.json() == {
-        "sub": str(user.pk),
-        "email": "ann@example.com",
-        "name": "Ann",
-        "is_staff": False,
-        "roles": ["customer"],
-    }
-
-
-def test_internal_verify_refuses_a_wrong_password_with_401(service_api):
-    UserFactory(email="ann@example.com")
-    response = service_api.post(VERIFY, {"email": "ann@example.com", "password": "nope"})
-    assert response.status_code == 401
-    assert response.json()["code"] == "invalid_credentials"
-
-
-def test_internal_customer_summary(service_api):
-    user = UserFactory(is_staff=True)
-    body = service_api.get(f"/internal/customers/{user.pk}/").json()
-    assert (body["id"], body["is_active"], body["roles"]) == (user.pk, True, ["staff"])
-
-
-@pytest.mark.parametrize("path", [VERIFY, "/internal/customers/1/"])
-def test_a_customer_token_gets_403_on_internal_endpoints(as_user, path):
-    user = UserFactory()
-    response = as_user(user).post(path, {}) if path == VERIFY else as_user(user).get(path)
-    assert response.status_code == 403
-
-
-def test_internal_endpoints_need_a_token(api_client):
-    assert api_client.post(VERIFY, {}).status_code == 401
+def test_the_internal_rest_endpoints_are_gone(service_api):
+    assert service_api.post("/internal/credentials/verify/", {}).status_code == 404
+    assert service_api.get("/internal/customers/1/").status_code == 404

@@ -21,7 +21,6 @@ import binascii
 import json
 import logging
 import os
-import random
 import socket
 import threading
 from typing import Any
@@ -31,6 +30,7 @@ import etcd3gw
 import requests
 import urllib3
 
+from common.backoff import Backoff
 from common.discovery import Instance, Subscriber
 from common.discovery.base import InstanceTable
 
@@ -174,7 +174,7 @@ class EtcdDiscovery:
             thread.join(timeout=self._timeout + 1)
 
     def _run(self) -> None:
-        backoff = self._backoff_initial
+        backoff = Backoff(initial=self._backoff_initial, maximum=self._backoff_max)
         failing = False
         while not self._stop.is_set():
             # A fresh client (and HTTP session) per round: nothing carries over
@@ -185,7 +185,7 @@ class EtcdDiscovery:
                 if failing:
                     logger.info("discovery: etcd at %s answers again", self.url)
                 failing = False
-                backoff = self._backoff_initial
+                backoff.reset()
                 self._first_round.set()
                 self._watch(client, start_revision=revision + 1)
                 continue  # a quiet watch timed out: reopen at once
@@ -205,9 +205,8 @@ class EtcdDiscovery:
                 self._connected = False
                 client.session.close()
             self._first_round.set()
-            # Jitter, so that many gateway workers do not reconnect in lockstep.
-            self._stop.wait(backoff * (0.5 + random.random() / 2))  # noqa: S311
-            backoff = min(backoff * 2, self._backoff_max)
+            # Jittered, so that many gateway workers do not reconnect in lockstep.
+            self._stop.wait(backoff.next())
 
     def _list(self, client: etcd3gw.Etcd3Client) -> int:
         """Replace the table with what etcd holds now; returns the revision read."""

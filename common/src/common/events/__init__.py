@@ -24,10 +24,13 @@ from common.events.envelope import (
     InvalidEnvelope,
     InvalidEventData,
     UnknownEventType,
+    UnknownEventVersion,
     event_data_validate,
+    event_dataschema,
     event_parse,
     register_event_type,
     registered_event_types,
+    registered_event_versions,
 )
 from common.events.outbox import OutboxError, event_record, outbox_notify
 
@@ -38,10 +41,13 @@ __all__ = [
     "InvalidEventData",
     "OutboxError",
     "UnknownEventType",
+    "UnknownEventVersion",
     "event_data_validate",
+    "event_dataschema",
     "event_parse",
     "event_record",
     "outbox_notify",
     "register_event_type",
     "registered_event_types",
+    "registered_event_versions",
 ]

@@ -11,13 +11,14 @@ On RabbitMQ the queues are quorum queues (``x-queue-type``, see
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
-from kombu import Connection, Exchange, Queue, binding
+from kombu import Connection, Exchange, Producer, Queue, binding
+from kombu.entity import PERSISTENT_DELIVERY_MODE
 
 from common.filesystem_broker import transport_for
 from common.quorum import quorum_queue_arguments
@@ -209,21 +210,46 @@ def safe_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class Backoff:
-    """Exponential delays with jitter, capped; ``reset()`` after a success.
+def dead_letter_publish(
+    producer: Producer,
+    body: bytes | str,
+    *,
+    queue: str,
+    reason: str,
+    attempts: int,
+    routing_key: str,
+    exchange: str,
+    headers: Mapping[str, Any],
+    content_type: str | None,
+    content_encoding: str | None,
+    message_id: str | None = None,
+) -> None:
+    """Publish a refused message to the dead-letter ``queue`` with why, confirmed by the
+    broker before the caller acknowledges the original (a broker error propagates).
 
-    Jitter spreads the reconnects of many processes after a broker restart.
+    Through the queue's own exchange (``queue_exchange``), never the default one. The
+    body goes as it came; its headers too, but for an earlier death's ``x-dlq-*`` ones,
+    replaced by this one's: the reason (at most 2,000 characters), the attempts made,
+    where it was going (``routing_key``, ``exchange``) and when it died.
     """
-
-    def __init__(self, *, initial: float, maximum: float) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    def next(self) -> float:
-        delay = min(self.maximum, self.initial * 2**self.failures)
-        self.failures += 1
-        return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - not security
-
-    def reset(self) -> None:
-        self.failures = 0
+    kept = {key: value for key, value in headers.items() if not key.startswith("x-dlq-")}
+    extra = {"message_id": message_id} if message_id else {}
+    producer.publish(
+        body if isinstance(body, bytes) else body.encode(),
+        exchange=queue,
+        routing_key=queue,
+        content_type=content_type or "application/octet-stream",
+        content_encoding=content_encoding or "binary",
+        delivery_mode=PERSISTENT_DELIVERY_MODE,
+        headers={
+            **kept,
+            HEADER_REASON: reason[:2000],
+            HEADER_ATTEMPTS: attempts,
+            HEADER_ROUTING_KEY: routing_key,
+            HEADER_EXCHANGE: exchange,
+            HEADER_DEAD_AT: datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        timeout=PUBLISH_TIMEOUT_SECONDS,
+        confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+        **extra,
+    )

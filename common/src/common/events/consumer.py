@@ -18,8 +18,9 @@ down does not use up attempts: the consumer waits for it, since dead-lettering
 every message during an outage would only make work for the operator.
 
 A message that is not a valid event (not JSON, envelope fields missing, data
-against its schema, a type with no registered schema) is never retried and
-never dropped: it goes to the dead-letter queue at once with the reason. So
+against its schema, a type or a version of it with no registered schema) is
+never retried and never dropped: it goes to the dead-letter queue at once with
+the reason. So
 does, before anything else is looked at, one that is not signed by the
 service its envelope names as ``source``, or whose source may not produce its
 type (``EVENT_SOURCES``; ``common.signing``).
@@ -37,28 +38,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
 from django.utils.module_loading import import_string
 from kombu import Connection, Consumer, Producer
-from kombu.entity import PERSISTENT_DELIVERY_MODE
 from kombu.message import Message
 from opentelemetry import trace
 
+from common.backoff import Backoff, backoff_delay
 from common.events.broker import (
-    HEADER_ATTEMPTS,
-    HEADER_DEAD_AT,
-    HEADER_EXCHANGE,
-    HEADER_REASON,
     HEADER_ROUTING_KEY,
-    PUBLISH_TIMEOUT_SECONDS,
-    Backoff,
     broker_connect,
     broker_connection,
     broker_errors,
+    dead_letter_publish,
     dead_letter_queue,
     dead_letter_queue_name,
     events_queue,
@@ -209,7 +204,7 @@ class EventConsumer:
             logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
             return dead_letter(f"invalid event: {_reason(exc)}", 0)
         try:
-            event_data_validate(event_type=event.type, data=event.data)
+            event_data_validate(event_type=event.type, data=event.data, version=event.version)
         except EventError as exc:
             logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
             return dead_letter(f"invalid event: {_reason(exc)}", 0)
@@ -287,7 +282,12 @@ class EventConsumer:
                     )
                     return dead_letter(f"handler failed: {_reason(exc)}", attempt)
                 else:
-                    delay = min(self.retry_backoff_max, self.retry_backoff * 2 ** (attempt - 1))
+                    delay = backoff_delay(
+                        attempt - 1,
+                        base=self.retry_backoff,
+                        cap=self.retry_backoff_max,
+                        jitter=False,
+                    )
                     logger.warning(
                         "handling %s %s failed (attempt %d of %d): %s; retrying in %.2fs",
                         event.type,
@@ -354,30 +354,18 @@ class EventConsumer:
             # exchange): the routing key is the queue's name, and the event's own
             # one travels in a header.
             routing_key = str(headers.get(HEADER_ROUTING_KEY) or routing_key)
-        kept_headers = {
-            key: value for key, value in headers.items() if not key.startswith("x-dlq-")
-        }
-        extra: dict[str, Any] = {}
-        if properties.get("message_id"):
-            extra["message_id"] = properties["message_id"]
-        self._dead_letter_producer.publish(
-            body if isinstance(body, bytes) else body.encode(),
-            exchange=self.dead_letter_queue_name,  # its own exchange (queue_exchange)
-            routing_key=self.dead_letter_queue_name,
-            content_type=content_type or "application/octet-stream",
-            content_encoding=content_encoding or "binary",
-            delivery_mode=PERSISTENT_DELIVERY_MODE,
-            headers={
-                **kept_headers,
-                HEADER_REASON: reason,
-                HEADER_ATTEMPTS: attempts,
-                HEADER_ROUTING_KEY: routing_key,
-                HEADER_EXCHANGE: exchange,
-                HEADER_DEAD_AT: datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-            timeout=PUBLISH_TIMEOUT_SECONDS,
-            confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
-            **extra,
+        dead_letter_publish(
+            self._dead_letter_producer,
+            body,
+            queue=self.dead_letter_queue_name,
+            reason=reason,
+            attempts=attempts,
+            routing_key=routing_key,
+            exchange=exchange,
+            headers=headers,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            message_id=properties.get("message_id"),
         )
 
     def _on_message(self, message: Message) -> None:

@@ -25,7 +25,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from common.events.envelope import Event, event_data_validate
+from common.events.envelope import Event, event_data_validate, event_dataschema
 from common.events.models import OutboxMessage, OutboxRecord
 from common.tracing import trace_context_inject
 
@@ -98,6 +98,7 @@ def event_record(
         # The span of the work that records it, as the propagator writes it: the
         # relay's PRODUCER and every consumer's CONSUMER span continue it.
         trace=trace_context_inject(),
+        dataschema=event_dataschema(type),
     )
     OutboxMessage.objects.using(using).create(
         id=event.id,

@@ -49,9 +49,9 @@ from kombu.entity import PERSISTENT_DELIVERY_MODE
 from opentelemetry import trace
 from psycopg2 import sql
 
+from common.backoff import Backoff
 from common.events.broker import (
     PUBLISH_TIMEOUT_SECONDS,
-    Backoff,
     broker_connect,
     broker_connection,
     events_exchange,

@@ -16,9 +16,11 @@ from django.test import Client
 
 __all__ = [
     "test_admin_login_page_is_served",
+    "test_an_unknown_api_version_is_refused_with_406_problem",
     "test_health_answers_without_touching_dependencies",
     "test_metrics_are_exposed_for_prometheus",
     "test_openapi_errors_are_problem_details",
+    "test_openapi_operations_document_the_unknown_version_answer",
     "test_openapi_public_operations_need_no_token",
     "test_openapi_request_bodies_are_json",
     "test_openapi_schema_is_served",
@@ -59,7 +61,8 @@ def test_openapi_schema_is_served(client: Client) -> None:
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    assert schema["info"]["version"] == "1.0.0"
+    assert schema["info"]["version"] == "1"
+    assert schema["info"]["x-api-versioning"]["versions"] == ["1"]
     assert isinstance(schema["paths"], dict)
 
 
@@ -97,6 +100,21 @@ def test_openapi_public_operations_need_no_token(client: Client) -> None:
         if public and method == "GET" and path.startswith("/api/"):
             answer = client.get(path.replace("{", "").replace("}", ""))
             assert answer.status_code != 401, f"{method} {path}"
+
+
+def test_openapi_operations_document_the_unknown_version_answer(client: Client) -> None:
+    """Every API operation is versioned (common.versioning), so each may answer 406."""
+    for method, path, operation in _operations(client):
+        if path.startswith("/api/"):
+            assert "406" in operation["responses"], f"{method} {path}"
+
+
+def test_an_unknown_api_version_is_refused_with_406_problem(client: Client) -> None:
+    accept = "application/vnd.oai.openapi+json; version=2"
+    response = client.get("/api/schema/", HTTP_ACCEPT=accept)
+    assert response.status_code == 406
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "unknown_api_version"
 
 
 def test_openapi_request_bodies_are_json(client: Client) -> None:

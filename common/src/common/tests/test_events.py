@@ -42,6 +42,7 @@ from common.events import (
 from common.events.broker import dead_letter_queue_name, events_exchange, queue_name
 from common.events.consumer import EventConsumer, Outcome, topic_matches
 from common.events.dlq import DeadLetterQueue
+from common.events.envelope import event_schema_uri
 from common.events.models import InboxMessage, OutboxMessage
 from common.events.outbox import outbox_model
 from common.events.relay import OutboxRelay, PublishFailed
@@ -582,8 +583,16 @@ def test_an_event_delivered_twice_is_handled_once(broker):
         (json.dumps({"id": str(uuid.uuid4()), "type": "test.ping"}), "fields missing"),
         (json.dumps(envelope(data={"n": "three"})), "is not of type 'integer'"),
         (json.dumps(envelope(type="test.never_registered")), "no schema is registered"),
+        (
+            json.dumps(envelope(dataschema=event_schema_uri("test.ping", 2))),
+            "UnknownEventVersion: test.ping v2 is not known here (known: v1)",
+        ),
+        (
+            json.dumps(envelope(dataschema=event_schema_uri("test.pong", 1))),
+            "is not the schema of a 'test.ping' version",
+        ),
     ],
-    ids=["bad-json", "missing-fields", "schema", "unknown-type"],
+    ids=["bad-json", "missing-fields", "schema", "unknown-type", "unknown-version", "other-schema"],
 )
 @pytest.mark.django_db
 def test_a_malformed_message_is_dead_lettered_with_the_reason(broker, body, reason):
