@@ -18,7 +18,8 @@ Order, as the cluster would settle: the StatefulSets until their probes pass, th
 Jobs (the migrations, the demo catalog) to completion, then the Deployments, each pod's
 init containers one after the other to success, then its container until its startup,
 liveness and readiness probes pass. httpGet probes run inside the container
-(`docker exec ... python -c urllib...`), exec probes with `docker exec`; nothing is
+(`docker exec ... python -c urllib...`), grpc probes with `python -m common.grpc_probe`
+(the health service's Check, as the kubelet asks it), exec probes with `docker exec`; nothing is
 published on the host. Containers without probes (workers, consumers, relay, watchdog)
 must still be running at the end. Last, one request through the gateway shows its DNS
 discovery reaching the catalog's pods.
@@ -342,6 +343,11 @@ class Cluster:
             ]
         elif "exec" in probe:
             command = probe["exec"]["command"]
+        elif "grpc" in probe:
+            # As the kubelet asks: grpc.health.v1 Check on the port, for the named service.
+            check = probe["grpc"]
+            address = f"127.0.0.1:{check['port']}"
+            command = ["python", "-m", "common.grpc_probe", address, check.get("service", "")]
         else:
             raise NotImplementedError(f"probe {probe}")
         try:

@@ -250,16 +250,33 @@ def call(method: Method, request: Message) -> Any:
         try:
             response = invoke(request, timeout=_deadline(method), metadata=_metadata())
         except grpc.RpcError as error:
-            _timed(method, started)
-            outcome = _outcome(breaker, method, error)
-            if error.code() in RETRYABLE and attempt + 1 < attempts:
-                continue
-            raise outcome from None
-        _timed(method, started)
-        grpc_calls.labels(method=method.path, code="OK").inc()
-        breaker.record(ok=True)
+            _failed(breaker, method, started, error, retries_left=attempt + 1 < attempts)
+            continue
+        _succeeded(breaker, method, started)
         return response
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _succeeded(breaker: InstanceBreaker, method: Method, started: float) -> None:
+    _timed(method, started)
+    grpc_calls.labels(method=method.path, code="OK").inc()
+    breaker.record(ok=True)
+
+
+def _failed(
+    breaker: InstanceBreaker,
+    method: Method,
+    started: float,
+    error: grpc.RpcError,
+    *,
+    retries_left: bool,
+) -> None:
+    """Count a failed try; raise what the caller gets unless the call may be tried again."""
+    _timed(method, started)
+    outcome = _outcome(breaker, method, error)
+    if error.code() in RETRYABLE and retries_left:
+        return
+    raise outcome from None
 
 
 async def call_async(method: Method, request: Message) -> Any:
@@ -280,13 +297,8 @@ async def call_async(method: Method, request: Message) -> Any:
         try:
             response = await invoke(request, timeout=_deadline(method), metadata=_metadata())
         except grpc.RpcError as error:
-            _timed(method, started)
-            outcome = _outcome(breaker, method, error)
-            if error.code() in RETRYABLE and attempt + 1 < attempts:
-                continue
-            raise outcome from None
-        _timed(method, started)
-        grpc_calls.labels(method=method.path, code="OK").inc()
-        breaker.record(ok=True)
+            _failed(breaker, method, started, error, retries_left=attempt + 1 < attempts)
+            continue
+        _succeeded(breaker, method, started)
         return response
     raise AssertionError("unreachable: the last attempt returns or raises")

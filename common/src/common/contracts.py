@@ -335,15 +335,21 @@ def contracts_problems() -> list[str]:
     return problems
 
 
-def _example_problems(contract: ConsumerContract, produced: MessageSchema, where: str) -> list[str]:
-    """A contract's examples: ones its consumer accepts, that its producer may send."""
+def _examples_read(contract: ConsumerContract, where: str) -> list[str]:
+    """The examples the contract's consumer would not accept (there must be one)."""
     if not contract.examples:
         return [f"{where}: no example"]
-    problems = []
+    return [
+        f"{where} example {index}: {error}"
+        for index, example in enumerate(contract.examples)
+        for error in _problems(contract.validator, example)
+    ]
+
+
+def _example_problems(contract: ConsumerContract, produced: MessageSchema, where: str) -> list[str]:
+    """A contract's examples: ones its consumer accepts, that its producer may send."""
+    problems = _examples_read(contract, where)
     for index, example in enumerate(contract.examples):
-        problems.extend(
-            f"{where} example {index}: {error}" for error in _problems(contract.validator, example)
-        )
         sent = example.get("data", {}) if contract.kind == "event" else example
         root = "data" if contract.kind == "event" else "kwargs"
         problems.extend(
@@ -436,13 +442,8 @@ def _rpc_problems(contract: ConsumerContract, where: str) -> list[str]:
         validator_for(contract.reads).check_schema(contract.reads)
     except SchemaError as exc:
         return [f"{where}: reads is not a valid JSON schema: {exc.message}"]
-    if not contract.examples:
-        return [f"{where}: no example"]
-    problems = []
+    problems = _examples_read(contract, where)
     for index, example in enumerate(contract.examples):
-        problems.extend(
-            f"{where} example {index}: {error}" for error in _problems(contract.validator, example)
-        )
         try:
             json_format.ParseDict(example, response_type())
         except json_format.ParseError as exc:
