@@ -4,7 +4,7 @@
 #   SERVICE=catalog eshop web         # gunicorn on 0.0.0.0:$PORT (default: the service's port)
 #                                    # (the gateway also on $GATEWAY_INTERNAL_PORT when set)
 #   SERVICE=catalog eshop grpc        # manage.py grpc_serve on 0.0.0.0:$GRPC_PORT (catalog 50051,
-#                                    # users 50052)
+#                                    # users 50052, orders 50053)
 #   SERVICE=catalog eshop worker      # the Celery worker of the service's queue
 #   SERVICE=orders  eshop relay       # the outbox relay          (orders)
 #   SERVICE=orders  eshop watchdog    # the saga watchdog         (orders)
@@ -81,7 +81,7 @@ case "$role" in
     only catalog users orders
     exec celery -A "${SERVICE}_svc" worker -Q "${QUEUE_PREFIX:-}$SERVICE" -n "$SERVICE@%h" \
       -P threads -c "${WORKER_CONCURRENCY:-4}" -l INFO --without-gossip --without-mingle "$@" ;;
-  grpc) only catalog users; exec python manage.py grpc_serve --bind "0.0.0.0:$GRPC_PORT" "$@" ;;
+  grpc) only catalog users orders; exec python manage.py grpc_serve --bind "0.0.0.0:$GRPC_PORT" "$@" ;;
   relay) only orders; exec python manage.py outbox_relay "$@" ;;
   watchdog) only orders; exec python manage.py saga_watchdog "$@" ;;
   consumer) only catalog users; exec python manage.py consume_events "$@" ;;

@@ -49,7 +49,11 @@ SERVER_APP = {
 PREPARE_COMMANDS = {"gateway": [["generate_jwt_keys"]]}
 # Services that serve gRPC (manage.py grpc_serve) next to HTTP, and the variable that
 # tells the gateway where: a gateway started by a launcher reaches the launcher's latest.
-GRPC_URL_VARIABLES = {"catalog": "CATALOG_GRPC_URL", "users": "USERS_GRPC_URL"}
+GRPC_URL_VARIABLES = {
+    "catalog": "CATALOG_GRPC_URL",
+    "users": "USERS_GRPC_URL",
+    "orders": "ORDERS_GRPC_URL",
+}
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.05) -> bool:
@@ -367,8 +371,8 @@ class ServiceLauncher:
         grpc: bool = True,
     ) -> RunningService:
         """Start a service on a new database, or, with ``instance_of``, another instance
-        of a running service on that one's database. Catalog and users get their gRPC
-        server too (unless ``grpc`` is false); the gateway is pointed at the latest ones."""
+        of a running service on that one's database. Catalog, users and orders get their
+        gRPC server too (unless ``grpc`` is false); the gateway is pointed at the latest ones."""
         if instance_of is not None:
             database_name, database_url = "", instance_of.env["DATABASE_URL"]
         else:

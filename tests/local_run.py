@@ -54,6 +54,7 @@ SERVERS = {
 GRPC_SERVERS = {
     "catalog_grpc": ("CATALOG_GRPC_BIND", "CATALOG_GRPC_URL"),
     "users_grpc": ("USERS_GRPC_BIND", "USERS_GRPC_URL"),
+    "orders_grpc": ("ORDERS_GRPC_BIND", "ORDERS_GRPC_URL"),
 }
 # Where the gateway finds the services (static discovery, common.settings).
 UPSTREAM_URL_VARIABLES = {"catalog": "CATALOG_URL", "users": "USERS_URL", "orders": "ORDERS_URL"}

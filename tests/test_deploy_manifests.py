@@ -42,7 +42,7 @@ BACKGROUND = {
     "users-events": ("users", "consume_events", "consumer"),
 }
 # The gRPC servers (manage.py grpc_serve) beside the web services: compose name -> port.
-GRPC_SERVERS = {"catalog-grpc": 50051, "users-grpc": 50052}
+GRPC_SERVERS = {"catalog-grpc": 50051, "users-grpc": 50052, "orders-grpc": 50053}
 # The outbox relay is the one event producer; every consume_events process is a consumer.
 RELAY = "orders-relay"
 CONSUMERS = tuple(
@@ -485,7 +485,7 @@ def test_every_grpc_server_runs_in_make_run_and_compose_and_the_gateway_reaches_
         assert services[name]["environment"]["SERVICE"] == service
         assert services[name]["expose"] == [str(port)]
         assert gateway_env[f"{service.upper()}_GRPC_URL"] == f"dns:///{name}:{port}"
-    assert f"default_grpc_port={GRPC_SERVERS['users-grpc']}" in ENTRYPOINT.read_text()
+        assert f"default_grpc_port={port}" in ENTRYPOINT.read_text()
 
 
 def test_make_run_declares_the_event_queues_before_starting_the_processes() -> None:

@@ -1,6 +1,7 @@
-"""gRPC inside, with real processes: each of catalog and users serves `manage.py grpc_serve`
-next to its HTTP server, and the gateway calls them over gRPC for logins, customer
-summaries and the order composition's products (one batched call).
+"""gRPC inside, with real processes: each of catalog, users and orders serves
+`manage.py grpc_serve` next to its HTTP server, and the gateway calls them over gRPC for
+logins, customer summaries and the order composition's products (one batched call);
+the status page's saga list (orders) is tests/test_status_page.py's.
 """
 
 from __future__ import annotations
@@ -134,7 +135,11 @@ def _stub(address: str, stub_class):
 
 @pytest.mark.parametrize(
     ("service", "name"),
-    [("users", "users.v1.UsersService"), ("catalog", "catalog.v1.CatalogService")],
+    [
+        ("users", "users.v1.UsersService"),
+        ("catalog", "catalog.v1.CatalogService"),
+        ("orders", "orders.v1.OrdersService"),
+    ],
 )
 def test_health_answers_serving_and_reflection_lists_the_services(shop, service, name):
     address = getattr(shop, service).grpc_address

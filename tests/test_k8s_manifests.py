@@ -52,6 +52,7 @@ BACKGROUND = {
 GRPC_SERVERS = {
     "catalog-grpc": ("catalog", 50051, "catalog.v1.CatalogService"),
     "users-grpc": ("users", 50052, "users.v1.UsersService"),
+    "orders-grpc": ("orders", 50053, "orders.v1.OrdersService"),
 }
 RELAY = "orders-relay"
 CONSUMERS = tuple(service for service, role in BACKGROUND.values() if role == "consumer")
@@ -65,7 +66,7 @@ ROLES: dict[str, set[str] | None] = {
     "relay": {"orders"},
     "watchdog": {"orders"},
     "consumer": {"catalog", "users"},
-    "grpc": {"catalog", "users"},
+    "grpc": {"catalog", "users", "orders"},
     "queues": {"catalog", "users"},
     "migrate": None,
     "keys": {"gateway"},

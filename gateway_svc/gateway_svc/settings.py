@@ -85,13 +85,15 @@ for _service, _overrides in env.json("GATEWAY_ROUTE_OVERRIDES", default={}).item
     GATEWAY["ROUTES"].setdefault(_service, {}).update(_overrides)
 
 # The gateway's gRPC calls (rpc/): users for logins and customer summaries, catalog
-# for the composition's products. Breakers are GATEWAY's (BREAKER_FAIL_MAX...).
+# for the composition's products, orders for the status page's sagas. Breakers are
+# GATEWAY's (BREAKER_FAIL_MAX...).
 GATEWAY_GRPC = {
     # host:port of each service's `manage.py grpc_serve` (a DNS name with several
     # addresses, a Kubernetes Service, is one target: the channel spreads calls).
     "TARGETS": {
         "users": env.str("USERS_GRPC_URL", default="127.0.0.1:50052"),
         "catalog": env.str("CATALOG_GRPC_URL", default="127.0.0.1:50051"),
+        "orders": env.str("ORDERS_GRPC_URL", default="127.0.0.1:50053"),
     },
     # Every call's deadline; a login's is longer: users hashes the password on purpose slowly.
     "DEADLINE_SECONDS": env.float("GATEWAY_GRPC_DEADLINE_SECONDS", default=2.0),

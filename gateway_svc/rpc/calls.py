@@ -1,4 +1,5 @@
-"""The gateway's calls to users.v1 and catalog.v1 (contracts/proto), in the shapes it uses.
+"""The gateway's calls to users.v1, catalog.v1 and orders.v1 (contracts/proto), in the
+shapes it uses.
 
 Answers become the dicts the REST API shows (``CustomerSummary``, ``Product``),
 so tokens, the composition and the OpenAPI documents keep their shapes.
@@ -10,6 +11,7 @@ from typing import Any
 
 import grpc
 from eshop_contracts.catalog.v1 import catalog_pb2
+from eshop_contracts.orders.v1 import orders_pb2
 from eshop_contracts.users.v1 import users_pb2
 
 from common.contracts import rpc_message_dict
@@ -35,6 +37,12 @@ GET_PRODUCTS = Method(
     service="catalog",
     path="/catalog.v1.CatalogService/GetProducts",
     response_type=catalog_pb2.GetProductsResponse,
+    idempotent=True,
+)
+LIST_UNFINISHED_SAGAS = Method(
+    service="orders",
+    path="/orders.v1.OrdersService/ListUnfinishedSagas",
+    response_type=orders_pb2.ListUnfinishedSagasResponse,
     idempotent=True,
 )
 
@@ -85,3 +93,12 @@ async def products_get_async(*, ids: list[int]) -> tuple[dict[int, dict[str, Any
     return {product.id: rpc_message_dict(product) for product in response.products}, list(
         response.missing_ids
     )
+
+
+def unfinished_sagas(*, limit: int) -> list[dict[str, Any]]:
+    """Orders' open sagas, those needing attention first, at most ``limit`` of them."""
+    response = call(LIST_UNFINISHED_SAGAS, orders_pb2.ListUnfinishedSagasRequest(limit=limit))
+    # No deadline (nothing awaited) is null, as the REST endpoint wrote it, not "".
+    return [
+        {**rpc_message_dict(saga), "deadline": saga.deadline or None} for saga in response.sagas
+    ]

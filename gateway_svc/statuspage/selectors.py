@@ -1,23 +1,25 @@
 """The status page's snapshot: every service, instance and figure, read as operators' tools do.
 
 Only what the services already expose is read: each instance's ``/ready/``
-and ``/metrics``, orders' ``/internal/sagas/`` (with the gateway's service
-token), the gateway's own breakers and bulkheads (what ``/internal/status/``
-answers) and its own ``/metrics``. No other service's database. Instances are
-asked concurrently with short timeouts; one that does not answer is DOWN with
-the error, never an error of the page.
+and ``/metrics``, orders' unfinished sagas (gRPC ``orders.v1``, through the
+gateway's one client: rpc.calls), the gateway's own breakers and bulkheads (what
+``/internal/status/`` answers) and its own ``/metrics``. No other service's
+database. Instances are asked concurrently with short timeouts; one that does not
+answer is DOWN with the error, never an error of the page.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from rpc.calls import unfinished_sagas
+from rpc.client import RpcRefused, ServiceUnavailable
 
 from common.discovery import Discovery, Instance
 from statuspage.figures import Scrape, backbone_figures, metrics_parse, order_figures, saga_figures
@@ -76,22 +78,19 @@ def instance_probe(*, client: httpx.Client, instance: Instance) -> Probe:
 
 
 def saga_list_fetch(
-    *, client: httpx.Client, instances: Iterable[Instance], token: str
+    *, instances: Sequence[Instance]
 ) -> tuple[list[dict[str, Any]] | None, str, str]:
-    """Orders' unfinished sagas: ``(sagas, error, base URL of the instance that answered)``."""
-    error = "no orders instance is ready"
-    for instance in instances:
-        try:
-            response = client.get(
-                f"{instance.url}/internal/sagas/",
-                params={"limit": SAGA_LIST_LIMIT},
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            )
-            response.raise_for_status()
-            return response.json()["sagas"], "", instance.url
-        except (httpx.HTTPError, ValueError, KeyError) as failure:
-            error = _error_text(failure)
-    return None, error, ""
+    """Orders' unfinished sagas: ``(sagas, error, base URL of a ready orders instance)``.
+
+    The list comes over gRPC; ``instances`` (orders' ready HTTP instances) give the
+    URL of the admin each saga links to, and with none the service is down: not asked.
+    """
+    if not instances:
+        return None, "no orders instance is ready", ""
+    try:
+        return unfinished_sagas(limit=SAGA_LIST_LIMIT), "", instances[0].url
+    except (ServiceUnavailable, RpcRefused) as failure:
+        return None, _error_text(failure), ""
 
 
 def _service_state(probes: list[Probe]) -> str:
@@ -233,7 +232,6 @@ def status_snapshot(
     discovery: Discovery,
     runtime: dict[str, Any] | None,
     local_metrics: Callable[[], str],
-    token: Callable[[], str],
     client: httpx.Client | None = None,
 ) -> dict[str, Any]:
     """Read every instance of ``services`` concurrently, then build the page's data."""
@@ -256,11 +254,7 @@ def status_snapshot(
         sagas, sagas_error, orders_url = None, "", ""
         if "orders" in probes:
             ready = [probe.instance for probe in probes["orders"] if probe.ready == READY]
-            sagas_error = "no orders instance is ready"
-            if ready:
-                sagas, sagas_error, orders_url = saga_list_fetch(
-                    client=client, instances=ready, token=token()
-                )
+            sagas, sagas_error, orders_url = saga_list_fetch(instances=ready)
         try:
             local: Scrape | None = metrics_parse(text=local_metrics())
         except ValueError:

@@ -24,12 +24,6 @@ def _runtime_status() -> dict[str, Any] | None:
     return runtime.status() if runtime is not None else None
 
 
-def _service_token() -> str:
-    from identity.clients import service_token
-
-    return service_token.get()
-
-
 def status_page_view(request: HttpRequest) -> HttpResponse:
     """Every service's health and the backbone's figures; ``?format=json`` for the data alone."""
     discovery = discovery_from_settings()
@@ -39,7 +33,6 @@ def status_page_view(request: HttpRequest) -> HttpResponse:
         discovery=discovery,
         runtime=_runtime_status(),
         local_metrics=lambda: metrics_view(request).content.decode(),
-        token=_service_token,
     )
     if request.GET.get("format") == "json":
         return JsonResponse(snapshot)

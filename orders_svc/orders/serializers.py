@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from orders.domain import Order
-from orders.models import OrderSummary
+from orders.models import OrderSummary, Saga
 
 
 class LineInSerializer(serializers.Serializer):
@@ -73,3 +73,28 @@ class OrderSummarySerializer(serializers.ModelSerializer):
             "updated_at",
             "lines",
         ]
+
+
+class SagaSerializer(serializers.ModelSerializer):
+    """A saga as the status page lists it (orders.v1 ``Saga``, grpc_api.py)."""
+
+    waiting = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Saga
+        fields = [
+            "order_id",
+            "kind",
+            "state",
+            "waiting",
+            "attempts",
+            "outcome",
+            "needs_attention",
+            "last_error",
+            "started_at",
+            "updated_at",
+            "deadline",
+        ]
+
+    def get_waiting(self, saga: Saga) -> list[str]:
+        return sorted(saga.pending)

@@ -24,6 +24,8 @@ OUTBOX_MODEL = "orders.OrderEvent"
 # Whom orders believes (common.signing): saga replies come from its participants, and the
 # saga checks that each reply comes from the participant of its step (orders.saga.STEPS).
 COMMAND_SENDERS = {"orders.saga_reply": ["catalog", "users"]}
+# What `manage.py grpc_serve` serves (orders.v1, contracts/proto/orders/v1/).
+GRPC_SERVICERS = ["orders.grpc_api.register"]
 
 _env = environ.Env()
 # A saga step with no reply after this long is asked again (commands are idempotent)...

@@ -6,7 +6,6 @@ from common.urls import service_urlpatterns
 
 urlpatterns = [
     path("api/orders/", include("orders.urls")),
-    path("internal/", include("orders.internal_urls")),
     *service_urlpatterns(),
 ]
 

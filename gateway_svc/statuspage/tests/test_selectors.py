@@ -1,15 +1,25 @@
 import json
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import grpc
 import httpx
+import pytest
+from eshop_contracts.orders.v1 import orders_pb2, orders_pb2_grpc
+from rpc.client import targets
 
+from common.auth import TokenUser, token_decode
 from common.discovery.static import StaticDiscovery
+from identity.tokens import service_token
 from statuspage.figures import metrics_parse
 from statuspage.selectors import (
     DOWN,
     NO_INSTANCE,
     NOT_READY,
     READY,
+    SAGA_LIST_LIMIT,
     Probe,
     snapshot_build,
     status_snapshot,
@@ -22,17 +32,51 @@ ORDER_ID = "0b1c6a52-8f5e-4c43-9d37-4a5f0f0d9d11"
 SAGA = {"order_id": ORDER_ID, "kind": "place", "state": "reserving_credit", "waiting": ["credit"]}
 
 
+@dataclass
+class OrdersStandIn(orders_pb2_grpc.OrdersServiceServicer):
+    """orders.v1 on loopback: answers one open saga, or fails with ``failure``; records calls."""
+
+    failure: grpc.StatusCode | None = None
+    calls: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+
+    def ListUnfinishedSagas(self, request, context):
+        self.calls.append((request.limit, dict(context.invocation_metadata())))
+        if self.failure is not None:
+            context.abort(self.failure, "told to fail")
+        saga = orders_pb2.Saga(**SAGA, attempts=1, started_at="2026-12-06T08:00:00Z")
+        return orders_pb2.ListUnfinishedSagasResponse(limit=request.limit, sagas=[saga])
+
+
+@pytest.fixture(autouse=True)
+def orders_grpc(settings, gateway_keys) -> Iterator[OrdersStandIn]:
+    servicer = OrdersStandIn()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    orders_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    settings.GATEWAY_GRPC = {
+        **settings.GATEWAY_GRPC,
+        "TARGETS": {**settings.GATEWAY_GRPC["TARGETS"], "orders": f"127.0.0.1:{port}"},
+        "DEADLINE_SECONDS": 2.0,
+        "RETRIES": 0,
+    }
+    settings.GATEWAY = {**settings.GATEWAY, "REDIS_URL": ""}
+    targets.reset()
+    service_token.clear()
+    yield servicer
+    server.stop(None).wait()
+    targets.reset()
+
+
 def discovery(**urls: list[str]) -> StaticDiscovery:
     return StaticDiscovery(urls=urls)
 
 
-def transport(*, down: set[str] = frozenset(), not_ready: set[str] = frozenset(), calls=None):
+def transport(*, down: set[str] = frozenset(), not_ready: set[str] = frozenset()):
     """Instances answering as the services do; those in ``down`` refuse connections."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         base = f"{request.url.scheme}://{request.url.host}:{request.url.port}"
-        if calls is not None:
-            calls.append((base, request.url.path, request.headers.get("Authorization")))
         if base in down:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         if request.url.path == "/ready/":
@@ -41,8 +85,6 @@ def transport(*, down: set[str] = frozenset(), not_ready: set[str] = frozenset()
             return httpx.Response(200, json={"Database": "OK", "RabbitMQ": "OK"})
         if request.url.path == "/metrics":
             return httpx.Response(200, text=ORDERS if "orders" in base else CATALOG)
-        if request.url.path == "/internal/sagas/":
-            return httpx.Response(200, json={"limit": 50, "sagas": [SAGA]})
         return httpx.Response(404)
 
     return httpx.MockTransport(handle)
@@ -55,7 +97,6 @@ def snapshot(found: StaticDiscovery, mock: httpx.MockTransport, runtime=None) ->
             discovery=found,
             runtime=runtime,
             local_metrics=lambda: GATEWAY,
-            token=lambda: "service-token",
             client=client,
         )
 
@@ -108,27 +149,49 @@ def test_a_service_with_no_instance_registered_says_so():
     assert service(data, "catalog")["state"] == NO_INSTANCE
 
 
-def test_the_saga_list_is_read_with_the_service_token_and_links_each_orders_history():
-    calls: list = []
-    data = snapshot(discovery(catalog=[CATALOG_A], orders=[ORDERS_A]), transport(calls=calls))
+def test_the_saga_list_is_read_over_grpc_with_the_service_token_and_links_each_orders_history(
+    orders_grpc,
+):
+    data = snapshot(discovery(catalog=[CATALOG_A], orders=[ORDERS_A]), transport())
 
-    assert (ORDERS_A, "/internal/sagas/", "Bearer service-token") in calls
-    assert data["sagas"]["list"][0]["history_url"] == (
-        f"{ORDERS_A}/admin/orders/orderevent/?order_id={ORDER_ID}"
-    )
+    [(limit, metadata)] = orders_grpc.calls
+    scheme, token = metadata["authorization"].split()
+    assert (limit, scheme) == (SAGA_LIST_LIMIT, "Bearer")
+    assert TokenUser.from_claims(token_decode(token)).is_service
+    [saga] = data["sagas"]["list"]
+    assert (saga["order_id"], saga["waiting"], saga["attempts"]) == (ORDER_ID, ["credit"], 1)
+    assert saga["history_url"] == f"{ORDERS_A}/admin/orders/orderevent/?order_id={ORDER_ID}"
+    assert saga["deadline"] is None  # none set: null, as the REST endpoint wrote it
+    assert data["sagas"]["list_error"] == ""
 
 
-def test_with_orders_down_the_saga_list_is_unavailable_and_nothing_is_asked_of_it():
-    calls: list = []
-    data = snapshot(
-        discovery(catalog=[CATALOG_A], orders=[ORDERS_A]),
-        transport(down={ORDERS_A}, calls=calls),
-    )
+def test_with_orders_down_the_saga_list_is_unavailable_and_nothing_is_asked_of_it(orders_grpc):
+    data = snapshot(discovery(catalog=[CATALOG_A], orders=[ORDERS_A]), transport(down={ORDERS_A}))
 
     assert data["sagas"]["list"] == []
     assert data["sagas"]["list_error"] == "no orders instance is ready"
     assert (data["sagas"]["counts"], data["orders"]) == (None, None)
-    assert not [call for call in calls if call[1] == "/internal/sagas/"]
+    assert orders_grpc.calls == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "could not be reached (UNAVAILABLE)"),
+        (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED: told to fail"),
+    ],
+)
+def test_a_failing_saga_list_is_the_error_text_and_the_rest_of_the_page_stands(
+    orders_grpc, failure, error
+):
+    orders_grpc.failure = failure
+
+    data = snapshot(discovery(catalog=[CATALOG_A], orders=[ORDERS_A]), transport())
+
+    assert data["sagas"]["list"] == []
+    assert error in data["sagas"]["list_error"]
+    assert service(data, "orders")["state"] == READY
+    assert data["sagas"]["counts"]["needing_attention"] == 1  # from orders' /metrics
 
 
 def test_saga_and_order_figures_come_from_orders_metrics():
