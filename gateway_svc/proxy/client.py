@@ -1,6 +1,6 @@
 """The proxy's HTTP/1.1 client to upstreams: keep-alive connections on asyncio and httptools.
 
-Chosen by measurement (README, "Benchmark"). aiohttp's client costs about 80 µs
+Chosen by measurement (bench/README.md, `make bench-gateway`). aiohttp's client costs about 80 µs
 of CPU per request under load and this one about 13 µs. A request through the
 gateway then costs 0.40 to 0.50 ms of CPU instead of 0.63 to 0.75 ms at half the
 direct rate. On cores shared with the upstream, that CPU is what the gateway
