@@ -13,24 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 from rpc.calls import customer_summary_async, products_get_async
 from rpc.client import RpcRefused, ServiceUnavailable
 
 from proxy.responses import (
-    TRACE_FIELDS,
-    request_id_accept,
+    answer_logged,
     send_json,
     send_method_not_allowed,
     send_problem,
     send_rate_limited,
     send_upstream_error,
-    server_span_end,
-    server_span_start,
     trace_headers,
 )
 from proxy.upstreams import UpstreamError
@@ -72,32 +66,16 @@ class OrderDetailsComposer:
             return relay.response.status, None
 
     async def handle(self, app: EdgeAuth, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        headers = dict(scope["headers"])
-        request_id = request_id_accept(headers.get(b"x-request-id"))
-        incoming = {
-            name.decode(): value.decode("latin-1")
-            for name, value in headers.items()
-            if name in TRACE_FIELDS
-        }
-        span = server_span_start(scope, "/api/orders/{id}/details/", incoming)
-        span_token = otel_context.attach(trace.set_span_in_context(span))
-        status = 500
-        try:
-            status = await self.answer(app, scope, send, headers, request_id, trace_headers())
-        finally:
-            otel_context.detach(span_token)
-            server_span_end(span, status, "-")
-            self.runtime.request_done(
-                scope,
-                status=status,
-                request_id=request_id,
-                span_context=span.get_span_context(),
-                upstream="composition",
-                instance="-",
-                client=self.runtime.client_ip(scope, headers.get(b"x-forwarded-for")),
-                started=started,
-            )
+        async def answer(headers: dict[bytes, bytes], request_id: bytes) -> int:
+            return await self.answer(app, scope, send, headers, request_id, trace_headers())
+
+        await answer_logged(
+            self.runtime,
+            scope,
+            route="/api/orders/{id}/details/",
+            upstream="composition",
+            answer=answer,
+        )
 
     async def answer(
         self,

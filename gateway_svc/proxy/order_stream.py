@@ -50,8 +50,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
-from opentelemetry import context as otel_context
-from opentelemetry import trace
 
 from proxy.order_feed import OrderEventFeed, OrderEventHub
 from proxy.order_status import (
@@ -63,15 +61,12 @@ from proxy.order_status import (
     version_parse,
 )
 from proxy.responses import (
-    TRACE_FIELDS,
-    request_id_accept,
+    answer_logged,
     send_json,
     send_method_not_allowed,
     send_problem,
     send_rate_limited,
     send_upstream_error,
-    server_span_end,
-    server_span_start,
 )
 from proxy.upstreams import UpstreamError
 
@@ -151,33 +146,13 @@ class OrderStatusStream:
             self.feed = None
 
     async def handle(self, app: EdgeAuth, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        headers = dict(scope["headers"])
-        request_id = request_id_accept(headers.get(b"x-request-id"))
-        incoming = {
-            name.decode(): value.decode("latin-1")
-            for name, value in headers.items()
-            if name in TRACE_FIELDS
-        }
-        span = server_span_start(scope, ROUTE, incoming)
-        span_token = otel_context.attach(trace.set_span_in_context(span))
-        status = 500
-        try:
-            status = await self.answer(app, scope, receive, send, headers, request_id)
-        finally:
-            otel_context.detach(span_token)
-            server_span_end(span, status, "-")
-            self.runtime.request_done(
-                scope,
-                status=status,
-                request_id=request_id,
-                span_context=span.get_span_context(),
-                upstream="push",
-                instance="-",
-                client=self.runtime.client_ip(scope, headers.get(b"x-forwarded-for")),
-                started=started,
-                timed=status != 200,  # a stream lasts as long as its order, not a latency
-            )
+        async def answer(headers: dict[bytes, bytes], request_id: bytes) -> int:
+            return await self.answer(app, scope, receive, send, headers, request_id)
+
+        # A stream lasts as long as its order: not a latency.
+        await answer_logged(
+            self.runtime, scope, route=ROUTE, upstream="push", answer=answer, long_lived=True
+        )
 
     async def credentials(
         self, app: EdgeAuth, headers: dict[bytes, bytes]

@@ -10,15 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from common.problems import problem
 from common.tracing import tracer
 from proxy.ratelimit import Decision
 from proxy.upstreams import UpstreamError
+
+if TYPE_CHECKING:
+    from proxy.runtime import Runtime
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -188,3 +193,45 @@ async def send_method_not_allowed(send: Send, *, detail: str, request_id: bytes)
         headers=[(b"allow", b"GET")],
     )
     return 405
+
+
+async def answer_logged(
+    runtime: Runtime,
+    scope: Scope,
+    *,
+    route: str,
+    upstream: str,
+    answer: Callable[[dict[bytes, bytes], bytes], Awaitable[int]],
+    long_lived: bool = False,
+) -> None:
+    """One request the gateway answers itself (the composition, the push stream), framed as
+    the proxy frames its own: the request id, a SERVER span continuing the client's trace,
+    then the access line and metrics. ``answer(headers, request_id)`` returns the status
+    it sent; a ``long_lived`` answer that succeeded is no latency to time."""
+    started = time.perf_counter()
+    headers = dict(scope["headers"])
+    request_id = request_id_accept(headers.get(b"x-request-id"))
+    incoming = {
+        name.decode(): value.decode("latin-1")
+        for name, value in headers.items()
+        if name in TRACE_FIELDS
+    }
+    span = server_span_start(scope, route, incoming)
+    span_token = otel_context.attach(trace.set_span_in_context(span))
+    status = 500
+    try:
+        status = await answer(headers, request_id)
+    finally:
+        otel_context.detach(span_token)
+        server_span_end(span, status, "-")
+        runtime.request_done(
+            scope,
+            status=status,
+            request_id=request_id,
+            span_context=span.get_span_context(),
+            upstream=upstream,
+            instance="-",
+            client=runtime.client_ip(scope, headers.get(b"x-forwarded-for")),
+            started=started,
+            timed=not (long_lived and status == 200),
+        )
