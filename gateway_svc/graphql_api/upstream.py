@@ -1,8 +1,8 @@
 """The services' APIs as GraphQL reads them: through the gateway's own upstream machinery.
 
 Every call goes where a proxied request goes (discovery, a breaker per instance, the
-bulkhead, timeouts, retries of idempotent calls) by way of the order-details
-composer's ``get_json``; no client of GraphQL's own. Calls carry the caller's token,
+bulkhead, timeouts, retries of idempotent calls) by way of the runtime's
+``get_json``; no client of GraphQL's own. Calls carry the caller's token,
 so each service decides what the caller may see, as it does for the REST API.
 
 Batching: products are looked up through a DataLoader that collects every product
@@ -63,7 +63,7 @@ class Upstreams:
 
     async def get(self, service: str, path: str, query: dict[str, Any] | None = None) -> Any:
         """The JSON body of a 200 answer; any other answer raises its problem."""
-        if self.runtime is None or self.runtime.composer is None:
+        if self.runtime is None or self.runtime.http is None:
             raise GraphQLProblem(
                 "The gateway's upstream client has not started in this worker.",
                 status=503,
@@ -72,7 +72,7 @@ class Upstreams:
         params = {k: v for k, v in (query or {}).items() if v is not None}
         target = f"{path}?{urlencode(params)}" if params else path
         try:
-            status, body = await self.runtime.composer.get_json(service, target, self._headers())
+            status, body = await self.runtime.get_json(service, target, self._headers())
         except UpstreamError as error:
             raise GraphQLProblem(
                 error.detail, status=error.status, code=error.code, title=error.title

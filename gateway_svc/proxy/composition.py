@@ -11,7 +11,6 @@ itself is indispensable.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -47,23 +46,6 @@ class OrderDetailsComposer:
 
     def matches(self, scope: Scope) -> bool:
         return _DETAILS.match(scope["path"]) is not None
-
-    async def get_json(
-        self, service: str, target: str, headers: list[tuple[str, str]]
-    ) -> tuple[int, Any]:
-        """Status and parsed body of a GET to one upstream (breakers, retries and all)."""
-        route = self.runtime.routes[service]
-        relay = await self.runtime.upstreams[service].send(
-            route, "GET", target.encode(), headers, b""
-        )
-        try:
-            raw = await relay.response.read()
-        finally:
-            relay.close()
-        try:
-            return relay.response.status, json.loads(raw) if raw else None
-        except ValueError:
-            return relay.response.status, None
 
     async def handle(self, app: EdgeAuth, scope: Scope, receive: Receive, send: Send) -> None:
         async def answer(headers: dict[bytes, bytes], request_id: bytes) -> int:
@@ -132,7 +114,9 @@ class OrderDetailsComposer:
             ),
         ]
         try:
-            status, order = await self.get_json("orders", f"/api/orders/{order_id}/", caller)
+            status, order = await self.runtime.get_json(
+                "orders", f"/api/orders/{order_id}/", caller
+            )
         except UpstreamError as upstream_error:
             await send_upstream_error(send, upstream_error, request_id)
             return upstream_error.status

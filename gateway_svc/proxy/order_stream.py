@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -237,7 +236,9 @@ class OrderStatusStream:
                     await asyncio.wait_for(feed.ready.wait(), self.ready_wait_seconds)
             upstream_headers = self.upstream_headers(scope, headers, token, request_id)
             try:
-                status, order = await self.order_read(order_id, upstream_headers)
+                status, order = await self.runtime.get_json(
+                    "orders", f"/api/orders/{order_id}/", upstream_headers
+                )
             except UpstreamError as upstream_error:
                 await send_upstream_error(send, upstream_error, request_id)
                 return upstream_error.status
@@ -385,25 +386,8 @@ class OrderStatusStream:
             ),
         ]
 
-    async def order_read(
-        self, order_id: str, headers: list[tuple[str, str]]
-    ) -> tuple[int, dict[str, Any] | None]:
-        """Status and body of the order's detail from orders_svc (breakers, retries and all)."""
-        route = self.runtime.routes["orders"]
-        relay = await self.runtime.upstreams["orders"].send(
-            route, "GET", f"/api/orders/{order_id}/".encode(), headers, b""
-        )
-        try:
-            raw = await relay.response.read()
-        finally:
-            relay.close()
-        try:
-            return relay.response.status, json.loads(raw) if raw else None
-        except ValueError:
-            return relay.response.status, None
-
     async def order_fresh(self, order_id: str, headers: list[tuple[str, str]]) -> dict[str, Any]:
-        status, order = await self.order_read(order_id, headers)
+        status, order = await self.runtime.get_json("orders", f"/api/orders/{order_id}/", headers)
         if status in (401, 403, 404):
             raise OrderGone(f"orders answered {status}")
         if status != 200 or not isinstance(order, dict):

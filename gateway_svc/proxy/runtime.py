@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -99,6 +100,23 @@ class Runtime:
             self.http.close()
         if self._redis_async is not None:
             await self._redis_async.aclose()
+
+    async def get_json(
+        self, service: str, target: str, headers: list[tuple[str, str]]
+    ) -> tuple[int, Any]:
+        """Status and parsed body (None if not JSON) of a GET to one upstream, through its
+        breakers, bulkhead and retries: how the gateway's own answers read the services."""
+        relay = await self.upstreams[service].send(
+            self.routes[service], "GET", target.encode(), headers, b""
+        )
+        try:
+            raw = await relay.response.read()
+        finally:
+            relay.close()
+        try:
+            return relay.response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return relay.response.status, None
 
     def client_ip(self, scope: dict[str, Any], forwarded_for: bytes | None) -> str:
         """The client's address: the socket peer, or the entry our own proxies appended."""
