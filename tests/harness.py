@@ -163,7 +163,8 @@ class RunningService:
                 "--without-heartbeat",
             ],
             cwd=self.project_dir,
-            env=self.env,
+            # Each task's received/succeeded lines, with its trace id, for the tests to read.
+            env={"CELERY_TASK_LOG_LEVEL": "INFO", **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

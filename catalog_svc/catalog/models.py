@@ -102,6 +102,9 @@ class StockReservation(TimeStampedModel):
     reason = models.CharField(max_length=40, blank=True)
     refused_product_ids = models.JSONField(default=list, blank=True)
 
+    # The lines a reserve has just written (not a column): its reply reads them from here.
+    held_lines: list[StockReservationLine] | None = None
+
     class Meta:
         ordering = ["-created_at"]
 

@@ -156,50 +156,61 @@ def _merged_quantities(lines: Iterable[LineRequest]) -> dict[int, int]:
     return wanted
 
 
-def _refuse(order_id: UUID, reason: str, product_ids: Iterable[int]) -> StockReservation:
-    return StockReservation.objects.create(
-        order_id=order_id,
-        state=State.REFUSED,
-        reason=reason,
-        refused_product_ids=sorted(product_ids),
-    )
-
-
 def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
-    products = Product.objects.in_bulk(list(wanted))
-    if missing := wanted.keys() - products.keys():
-        return _refuse(order_id, "product_not_found", missing)
-    if inactive := {pid for pid, product in products.items() if not product.active}:
-        return _refuse(order_id, "product_inactive", inactive)
-
+    """The reservation's statements, fewest first: a duplicate command fails on the
+    order id at its first INSERT, and one locking read brings each line's stock and
+    product (measured: 9 statements per reserve down to 5, ``bench/README.md``)."""
+    reservation = StockReservation.objects.create(order_id=order_id, state=State.HELD)
     # Rows are locked in product order so two orders never wait on each other crosswise.
     stocks = {
         stock.pk: stock
-        for stock in Stock.objects.select_for_update().filter(pk__in=list(wanted)).order_by("pk")
+        for stock in Stock.objects.select_for_update(of=("self",))
+        .select_related("product")
+        .filter(pk__in=list(wanted))
+        .order_by("pk")
     }
+    if refusal := _refusal(wanted, stocks):
+        reason, product_ids = refusal
+        reservation.state, reservation.reason = State.REFUSED, reason
+        reservation.refused_product_ids = sorted(product_ids)
+        reservation.save(update_fields=["state", "reason", "refused_product_ids", "updated_at"])
+        return reservation
+
+    now = timezone.now()
+    for stock in stocks.values():
+        stock.reserved += wanted[stock.pk]
+        stock.updated_at = now
+    # The rows are locked: one UPDATE sets every line's new count.
+    Stock.objects.bulk_update(stocks.values(), ["reserved", "updated_at"])
+    reservation.held_lines = StockReservationLine.objects.bulk_create(
+        StockReservationLine(
+            reservation=reservation,
+            product_id=product_id,
+            quantity=quantity,
+            unit_price=stocks[product_id].product.price,
+        )
+        for product_id, quantity in sorted(wanted.items())
+    )
+    return reservation
+
+
+def _refusal(wanted: dict[int, int], stocks: dict[int, Stock]) -> tuple[str, set[int]] | None:
+    """Why the order cannot have its stock (reason, product ids), or None."""
+    active = {pid: stock.product.active for pid, stock in stocks.items()}
+    if unlisted := wanted.keys() - stocks.keys():
+        # Not found, or (rarer) a product without a stock row: read on this path only.
+        active |= dict(Product.objects.filter(pk__in=list(unlisted)).values_list("pk", "active"))
+    if missing := wanted.keys() - active.keys():
+        return "product_not_found", missing
+    if inactive := {pid for pid, is_active in active.items() if not is_active}:
+        return "product_inactive", inactive
     if short := {
         pid
         for pid, quantity in wanted.items()
         if pid not in stocks or stocks[pid].available < quantity
     }:
-        return _refuse(order_id, "out_of_stock", short)
-
-    now = timezone.now()
-    for product_id in sorted(wanted):
-        Stock.objects.filter(pk=product_id).update(
-            reserved=F("reserved") + wanted[product_id], updated_at=now
-        )
-    reservation = StockReservation.objects.create(order_id=order_id, state=State.HELD)
-    StockReservationLine.objects.bulk_create(
-        StockReservationLine(
-            reservation=reservation,
-            product_id=product_id,
-            quantity=quantity,
-            unit_price=products[product_id].price,
-        )
-        for product_id, quantity in sorted(wanted.items())
-    )
-    return reservation
+        return "out_of_stock", short
+    return None
 
 
 def stock_reserve(*, order_id: UUID, lines: Sequence[LineRequest]) -> StockReservation:
@@ -208,16 +219,14 @@ def stock_reserve(*, order_id: UUID, lines: Sequence[LineRequest]) -> StockReser
     Returns the reservation: ``held`` with each line's unit price, or
     ``refused`` with a reason (``product_not_found``, ``product_inactive``,
     ``out_of_stock``). Idempotent by order id: a repeated command, even a
-    concurrent one, returns the first outcome rather than deciding again.
+    concurrent one, returns the first outcome rather than deciding again (the
+    order id is unique: its INSERT fails and the first outcome is read).
     """
     wanted = _merged_quantities(lines)
-    if existing := reservation_get(order_id=order_id):
-        return existing
     try:
         with transaction.atomic():
             return _reserve(order_id, wanted)
     except IntegrityError:
-        # The same command ran concurrently and committed first: answer with its outcome.
         existing = reservation_get(order_id=order_id)
         if existing is None:
             raise
@@ -230,11 +239,18 @@ def _locked_reservation(order_id: UUID) -> StockReservation | None:
 
 def _apply_to_stock(reservation: StockReservation, **changes: Any) -> None:
     """Apply per-line F() changes, e.g. ``reserved=-1`` means reserved -= quantity."""
+    lines = StockReservationLine.objects.filter(reservation=reservation)
+    _lines_apply(lines.values_list("product_id", "quantity"), **changes)
+
+
+def _lines_apply(lines: Iterable[tuple[int, int]], **changes: int) -> None:
+    """``_apply_to_stock`` for (product id, quantity) lines, in product order (the order
+    reserves lock stock rows in)."""
     now = timezone.now()
-    for line in reservation.lines.order_by("product_id"):
-        Stock.objects.filter(pk=line.product_id).update(
+    for product_id, quantity in sorted(lines):
+        Stock.objects.filter(pk=product_id).update(
             updated_at=now,
-            **{field: F(field) + sign * line.quantity for field, sign in changes.items()},
+            **{field: F(field) + sign * quantity for field, sign in changes.items()},
         )
 
 
@@ -244,8 +260,9 @@ def stock_commit(*, order_id: UUID) -> StockReservation:
     return _commit(_locked_reservation(order_id), order_id)
 
 
-@transaction.atomic
-def stock_settle(*, order_id: UUID) -> StockReservation | None:
+# No savepoint: its consumer's transaction (inbox row and all) fails as one.
+@transaction.atomic(savepoint=False)
+def stock_settle(*, order_id: UUID) -> None:
     """``order.approved`` reached catalog: the held units leave the shelf (``stock_commit``).
 
     A reservation released already stays released: the order's cancel saga reached
@@ -253,13 +270,19 @@ def stock_settle(*, order_id: UUID) -> StockReservation | None:
     reservation at all (a database restored from before it) is logged, not failed:
     retrying the event could not make one.
     """
+    # Held, as it nearly always is: the state's UPDATE (which locks the row, as a
+    # reserve or release would) and one UPDATE per line; no locking read first.
+    if StockReservation.objects.filter(order_id=order_id, state=State.HELD).update(
+        state=State.COMMITTED, updated_at=timezone.now()
+    ):
+        lines = StockReservationLine.objects.filter(reservation__order_id=order_id)
+        _lines_apply(lines.values_list("product_id", "quantity"), on_hand=-1, reserved=-1)
+        return
     reservation = _locked_reservation(order_id)
     if reservation is None:
         logger.error("order %s approved, but catalog holds no stock for it", order_id)
-        return None
-    if reservation.state == State.RELEASED:
-        return reservation
-    return _commit(reservation, order_id)
+    elif reservation.state != State.RELEASED:
+        _commit(reservation, order_id)
 
 
 def _commit(reservation: StockReservation | None, order_id: UUID) -> StockReservation:

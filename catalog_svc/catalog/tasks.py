@@ -44,7 +44,8 @@ def stock_reserve_task(order_id: str, lines: list[dict]) -> None:
         _reply(order_id, "stock_reserve", False, "invalid_request", {"detail": str(error)})
         return
     if reservation.state == StockReservation.State.HELD:
-        held = list(reservation.lines.all())
+        # Lines just created come with it; a repeated command's are read back.
+        held = reservation.held_lines or list(reservation.lines.all())
         priced = [
             {
                 "product_id": line.product_id,

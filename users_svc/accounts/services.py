@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from accounts.errors import (
     CreditReservationNotFound,
@@ -153,12 +154,12 @@ def credit_reserve(*, customer_id: int, order_id: UUID, amount: Decimal) -> Cred
 
     Returns the reservation, ``held`` or ``refused`` (``credit_limit_exceeded``,
     ``customer_not_found``, ``customer_inactive``). Idempotent by order id: a
-    repeated command, even a concurrent one, gets the first outcome.
+    repeated command, even a concurrent one, gets the first outcome (the order id
+    is unique: its INSERT fails, everything is rolled back and the first outcome
+    read; no read ahead of the first try, one statement fewer per saga).
     """
     if amount <= 0:
         raise InvalidCreditRequest(f"The amount must be positive, not {amount}.")
-    if existing := credit_reservation_get(order_id=order_id):
-        return existing
     try:
         with transaction.atomic():
             return _reserve(order_id, customer_id, amount)
@@ -179,8 +180,9 @@ def credit_capture(*, order_id: UUID) -> CreditReservation:
     return _capture(_locked_reservation(order_id), order_id)
 
 
-@transaction.atomic
-def credit_settle(*, order_id: UUID) -> CreditReservation | None:
+# No savepoint: its consumer's transaction (inbox row and all) fails as one.
+@transaction.atomic(savepoint=False)
+def credit_settle(*, order_id: UUID) -> None:
     """``order.approved`` reached users: the held credit is spent (``credit_capture``).
 
     A reservation released already stays released: the order's cancel saga reached
@@ -188,13 +190,16 @@ def credit_settle(*, order_id: UUID) -> CreditReservation | None:
     database restored from before it) is logged, not failed: retrying the event
     could not make one.
     """
+    # One statement when the credit is held, as it nearly always is.
+    if CreditReservation.objects.filter(order_id=order_id, state=State.HELD).update(
+        state=State.CAPTURED, updated_at=timezone.now()
+    ):
+        return
     reservation = _locked_reservation(order_id)
     if reservation is None:
         logger.error("order %s approved, but users holds no credit for it", order_id)
-        return None
-    if reservation.state == State.RELEASED:
-        return reservation
-    return _capture(reservation, order_id)
+    elif reservation.state != State.RELEASED:
+        _capture(reservation, order_id)
 
 
 def _capture(reservation: CreditReservation | None, order_id: UUID) -> CreditReservation:

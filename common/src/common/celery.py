@@ -41,13 +41,21 @@ def make_celery_app(*, service: str, settings_module: str) -> Celery:
 
 
 @task_prerun.connect
-@task_postrun.connect
 def _database_connections_tidy(**_: object) -> None:
     """What Django does around a request, around a task: drop a connection that broke
-    or outlived ``CONN_MAX_AGE``, keep a healthy one (``CELERY_DB_REUSE_MAX``)."""
-    from django.db import close_old_connections
+    or outlived ``CONN_MAX_AGE``, keep a healthy one (``CELERY_DB_REUSE_MAX``), and
+    (``common.db``) skip the health check of one a task used a moment ago."""
+    from common.db import connections_tidy
 
-    close_old_connections()
+    connections_tidy()
+
+
+@task_postrun.connect
+def _database_connections_proved(**_: object) -> None:
+    from common.db import connections_proved, connections_tidy
+
+    connections_proved()
+    connections_tidy()
 
 
 class Consumer(CeleryConsumer):

@@ -50,6 +50,7 @@ from opentelemetry import trace
 from psycopg2 import sql
 
 from common.backoff import Backoff
+from common.db import connection_proved, connection_tidy
 from common.events.broker import (
     PUBLISH_TIMEOUT_SECONDS,
     broker_connect,
@@ -358,8 +359,9 @@ class OutboxRelay:
                 try:
                     if listener is not None:
                         listener.ensure()  # LISTEN before looking, so no commit slips between
-                    connection.close_if_unusable_or_obsolete()
+                    connection_tidy(connection)
                     count = self.relay_pending()
+                    connection_proved(connection)
                     if count:
                         logger.debug("outbox relay published %d events", count)
                     self.backoff.reset()

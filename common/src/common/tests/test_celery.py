@@ -73,3 +73,35 @@ def test_a_task_runs_in_a_consumer_span_continuing_its_senders_trace(spans):
     assert f"{run.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert f"{run.parent.span_id:016x}" == "00f067aa0ba902b7"
     assert not trace.get_current_span().get_span_context().is_valid  # nothing left behind
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_a_task_used_a_moment_ago_is_not_health_checked_again(monkeypatch):
+    from common import db
+
+    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
+    connection.close()
+    connection.ensure_connection()  # read at connect
+    checks = []
+    real_is_usable = connection.is_usable
+    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real_is_usable())
+
+    def task() -> None:
+        task_prerun.send(sender=None)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        task_postrun.send(sender=None)
+
+    task()  # never proved: checked before its first query
+    assert checks == [1]
+    task()  # the task before used it without error a moment ago
+    assert checks == [1]
+
+    raw, proved_at = connection.eshop_proved
+    connection.eshop_proved = (raw, proved_at - db.FRESH_SECONDS)  # idle since: checked again
+    task()
+    assert checks == [1, 1]
+
+    connection.errors_occurred = True  # a database error (not a constraint's) since
+    task()
+    assert len(checks) == 3
