@@ -772,7 +772,8 @@ def step_breakdown(
     Each round trip is split at the participant's row (its insert for a
     reserve, its last update for commit/capture; where the participants
     settle on ``order.approved``, that update comes after the approval and is
-    its own stretch, outside the saga's latency): "out" is the orders commit,
+    its own stretch, outside the saga's latency; where the reserves are final, as
+    since #16's second step, there is no such update): "out" is the orders commit,
     the command's publish, the broker and the participant's worker up to its
     write; "back" is the participant's commit, the reply and the orders worker
     up to its event's insert.
@@ -835,7 +836,9 @@ def step_breakdown(
             ),
             ("send → approved (total)", sent[order_id], at["order.approved"]),
         ]
-        if last_row <= at["order.approved"]:  # commit and capture commands before approval
+        if last_row <= at["order.credit_reserved"]:
+            pass  # the reserves were final (taken and spent): nothing after them
+        elif last_row <= at["order.approved"]:  # commit and capture commands before approval
             points += [
                 (
                     "  out: credit_reserved → last commit/capture row",
@@ -968,14 +971,19 @@ def event_delivery(
         )
     if shop.consumers:
         for service in (shop.catalog, shop.users):
+            # A participant that no longer consumes order.approved (the reserves are
+            # final since #16's second step) records none: not waited for, not reported.
+            idle_until = time.monotonic() + 3
             while time.monotonic() < deadline:
-                if len(inbox_times(service, ids)) == len(ids):
+                handled = inbox_times(service, ids)
+                if len(handled) == len(ids) or (not handled and time.monotonic() > idle_until):
                     break
                 time.sleep(0.2)
             handled = inbox_times(service, ids)
-            result[f"{service.name}_inbox"] = delivery_figures(
-                [handled[i] - approved[i]["occurred_at"] for i in ids if i in handled]
-            )
+            if handled:
+                result[f"{service.name}_inbox"] = delivery_figures(
+                    [handled[i] - approved[i]["occurred_at"] for i in ids if i in handled]
+                )
     return result
 
 

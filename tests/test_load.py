@@ -157,7 +157,8 @@ def check_the_books(staff: Staff, before: dict[int, dict[str, Any]], load: dict[
             product_id
         )
 
-    # The sold counts come from the order events (catalog's consumer): they catch up.
+    # Sold counts grow at each reserve and shrink when order.rejected reaches catalog's
+    # consumer: they catch up.
     def sold_counts_match() -> bool:
         sold = {p: item["sold"] for p, item in staff.products().items()}
         return all(sold[p] - before[p]["sold"] == units_held[p] for p in before)

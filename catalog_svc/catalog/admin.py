@@ -78,7 +78,13 @@ class StockAdjustForm(forms.ModelForm):
         delta = self.cleaned_data["delta"]
         if delta == 0:
             raise ValidationError("Must not be zero.")
-        if self.instance.on_hand + delta < self.instance.reserved:
+        on_hand = self.instance.on_hand
+        if on_hand + delta < 0:
+            raise ValidationError(
+                f"On hand would be {on_hand + delta}: only {on_hand} units are on the shelf "
+                "(units taken by orders are not)."
+            )
+        if on_hand + delta < self.instance.reserved:
             raise ValidationError(
                 f"On hand would fall below the {self.instance.reserved} units reserved for orders."
             )

@@ -85,7 +85,11 @@ class Stock(models.Model):
 
 
 class StockReservation(TimeStampedModel):
-    """Stock held for one order: the saga's step in the catalog, one per order id.
+    """Stock taken for one order: the saga's step in the catalog, one per order id.
+
+    ``committed`` when reserved: the units have left the shelf (``held``, units kept
+    aside until approval, is only in rows from before reserving took them);
+    ``released`` when the order was rejected or cancelled.
 
     A refused attempt is recorded too (state ``refused``) so a redelivered
     command gets the same answer instead of a new decision.

@@ -15,12 +15,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.text import slugify
 
-from catalog.errors import (
-    InvalidReservation,
-    InvalidStockAdjustment,
-    ReservationNotFound,
-    ReservationStateConflict,
-)
+from catalog.errors import InvalidReservation, InvalidStockAdjustment
 from catalog.models import (
     MAX_UNITS,
     Category,
@@ -121,7 +116,9 @@ def _locked_stock(product_id: int) -> Stock:
 def stock_adjust(*, product: Product, delta: int) -> Stock:
     """Receive (positive delta) or write off (negative) units on hand.
 
-    Units held for orders stay untouchable: on hand never drops below reserved.
+    Units orders took are off the shelf already (on hand never drops below zero);
+    units still held for orders (``reserved``, by holds from before reserving took
+    them) stay untouchable: on hand never drops below them either.
     """
     stock = _locked_stock(product.pk)
     new_on_hand = stock.on_hand + delta
@@ -130,6 +127,12 @@ def stock_adjust(*, product: Product, delta: int) -> Stock:
             f"Stock on hand would be {new_on_hand}, above the {MAX_UNITS} units a product "
             "may have.",
             errors={"delta": [f"Must be at most {MAX_UNITS - stock.on_hand}."]},
+        )
+    if new_on_hand < 0:
+        raise InvalidStockAdjustment(
+            f"Stock on hand would be {new_on_hand}: only {stock.on_hand} units are on the "
+            "shelf (units taken by orders are not).",
+            errors={"delta": [f"Must be at least {-stock.on_hand}."]},
         )
     if new_on_hand < stock.reserved:
         raise InvalidStockAdjustment(
@@ -157,10 +160,12 @@ def _merged_quantities(lines: Iterable[LineRequest]) -> dict[int, int]:
 
 
 def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
-    """The reservation's statements, fewest first: a duplicate command fails on the
-    order id at its first INSERT, and one locking read brings each line's stock and
-    product: 4 statements before the commit where there were 7."""
-    reservation = StockReservation.objects.create(order_id=order_id, state=State.HELD)
+    """Take the units off the shelf for the order (``committed``) and count them sold.
+
+    Fewest statements first: a duplicate command fails on the order id at its first
+    INSERT, and one locking read brings each line's stock and product.
+    """
+    reservation = StockReservation.objects.create(order_id=order_id, state=State.COMMITTED)
     # Rows are locked in product order so two orders never wait on each other crosswise.
     stocks = {
         stock.pk: stock
@@ -178,10 +183,10 @@ def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
 
     now = timezone.now()
     for stock in stocks.values():
-        stock.reserved += wanted[stock.pk]
+        stock.on_hand -= wanted[stock.pk]
         stock.updated_at = now
     # The rows are locked: one UPDATE sets every line's new count.
-    Stock.objects.bulk_update(stocks.values(), ["reserved", "updated_at"])
+    Stock.objects.bulk_update(stocks.values(), ["on_hand", "updated_at"])
     reservation.held_lines = StockReservationLine.objects.bulk_create(
         StockReservationLine(
             reservation=reservation,
@@ -191,6 +196,7 @@ def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
         )
         for product_id, quantity in sorted(wanted.items())
     )
+    sold_counts_add(lines=[SoldLine(pid, quantity) for pid, quantity in sorted(wanted.items())])
     return reservation
 
 
@@ -214,13 +220,15 @@ def _refusal(wanted: dict[int, int], stocks: dict[int, Stock]) -> tuple[str, set
 
 
 def stock_reserve(*, order_id: UUID, lines: Sequence[LineRequest]) -> StockReservation:
-    """Hold stock for every line of an order, or for none of them.
+    """Take stock for every line of an order, or for none of them.
 
-    Returns the reservation: ``held`` with each line's unit price, or
-    ``refused`` with a reason (``product_not_found``, ``product_inactive``,
-    ``out_of_stock``). Idempotent by order id: a repeated command, even a
-    concurrent one, returns the first outcome rather than deciding again (the
-    order id is unique: its INSERT fails and the first outcome is read).
+    Returns the reservation: ``committed`` with each line's unit price (the units
+    have left the shelf and count as sold; ``order.rejected`` or the cancel saga
+    gives them back), or ``refused`` with a reason (``product_not_found``,
+    ``product_inactive``, ``out_of_stock``). Idempotent by order id: a repeated
+    command, even a concurrent one, returns the first outcome rather than
+    deciding again (the order id is unique: its INSERT fails and the first
+    outcome is read).
     """
     wanted = _merged_quantities(lines)
     try:
@@ -254,77 +262,50 @@ def _lines_apply(lines: Iterable[tuple[int, int]], **changes: int) -> None:
         )
 
 
-@transaction.atomic
-def stock_commit(*, order_id: UUID) -> StockReservation:
-    """The order is approved: held units leave the shelf. Idempotent."""
-    return _commit(_locked_reservation(order_id), order_id)
-
-
-# No savepoint: its consumer's transaction (inbox row and all) fails as one.
-@transaction.atomic(savepoint=False)
-def stock_settle(*, order_id: UUID) -> None:
-    """``order.approved`` reached catalog: the held units leave the shelf (``stock_commit``).
-
-    A reservation released already stays released: the order's cancel saga reached
-    catalog before this event did, and its units are back where they were. No
-    reservation at all (a database restored from before it) is logged, not failed:
-    retrying the event could not make one.
-    """
-    # Held, as it nearly always is: the state's UPDATE (which locks the row, as a
-    # reserve or release would) and one UPDATE per line; no locking read first.
-    if StockReservation.objects.filter(order_id=order_id, state=State.HELD).update(
-        state=State.COMMITTED, updated_at=timezone.now()
-    ):
-        lines = StockReservationLine.objects.filter(reservation__order_id=order_id)
-        _lines_apply(lines.values_list("product_id", "quantity"), on_hand=-1, reserved=-1)
-        return
-    reservation = _locked_reservation(order_id)
-    if reservation is None:
-        logger.error("order %s approved, but catalog holds no stock for it", order_id)
-    elif reservation.state != State.RELEASED:
-        _commit(reservation, order_id)
-
-
-def _commit(reservation: StockReservation | None, order_id: UUID) -> StockReservation:
-    if reservation is None:
-        raise ReservationNotFound(f"No stock reservation for order {order_id}.")
-    if reservation.state == State.COMMITTED:
-        return reservation
-    if reservation.state != State.HELD:
-        raise ReservationStateConflict(
-            f"The reservation for order {order_id} is {reservation.state}; only a held one "
-            "can be committed."
-        )
-    _apply_to_stock(reservation, on_hand=-1, reserved=-1)
-    reservation.state = State.COMMITTED
-    reservation.save(update_fields=["state", "updated_at"])
-    return reservation
-
-
-@transaction.atomic
-def stock_release(*, order_id: UUID) -> StockReservation:
-    """Give the order's units back: held ones become available, committed ones return to the shelf.
-
-    Idempotent. Releasing an order never reserved leaves a ``released`` marker,
-    so a reserve command that arrives late (after the saga gave up on it)
-    finds the order closed and holds nothing.
-    """
+def _release(order_id: UUID) -> tuple[StockReservation, str]:
+    """``stock_release``'s work; also returns the state the reservation was in."""
     reservation = _locked_reservation(order_id)
     if reservation is None:
         try:
             with transaction.atomic():
-                return StockReservation.objects.create(order_id=order_id, state=State.RELEASED)
+                marker = StockReservation.objects.create(order_id=order_id, state=State.RELEASED)
+                return marker, ""
         except IntegrityError:
             # A concurrent reserve inserted the row that made ours fail: release that one.
             reservation = StockReservation.objects.select_for_update().get(order_id=order_id)
-    if reservation.state in (State.RELEASED, State.REFUSED):
-        return reservation
-    if reservation.state == State.HELD:
+    before = reservation.state
+    if before in (State.RELEASED, State.REFUSED):
+        return reservation, before
+    if before == State.HELD:  # held before reserving took the units off the shelf
         _apply_to_stock(reservation, reserved=-1)
     else:
         _apply_to_stock(reservation, on_hand=+1)
     reservation.state = State.RELEASED
     reservation.save(update_fields=["state", "updated_at"])
+    return reservation, before
+
+
+@transaction.atomic
+def stock_release(*, order_id: UUID) -> StockReservation:
+    """Give the order's units back to the shelf (the cancel saga's step). Idempotent.
+
+    Releasing an order never reserved leaves a ``released`` marker, so a reserve
+    command that arrives late (after the saga gave up on it) finds the order
+    closed and takes nothing. Sold counts are the cancel's event's to correct
+    (``order.cancelled``).
+    """
+    return _release(order_id)[0]
+
+
+# No savepoint: its consumer's transaction (inbox row and all) fails as one.
+@transaction.atomic(savepoint=False)
+def stock_reject(*, order_id: UUID) -> StockReservation:
+    """``order.rejected`` reached catalog: what the order took goes back to the shelf and
+    out of the sold counts (``stock_release``, and the count the reserve added)."""
+    reservation, before = _release(order_id)
+    if before == State.COMMITTED:
+        sold = reservation.lines.values_list("product_id", "quantity")
+        sold_counts_add(lines=[SoldLine(pid, quantity) for pid, quantity in sold], returned=True)
     return reservation
 
 
@@ -335,7 +316,8 @@ class SoldLine:
 
 
 def sold_counts_add(*, lines: Iterable[SoldLine], returned: bool = False) -> None:
-    """Count units sold (``order.approved``) or given back (``order.cancelled``).
+    """Count units sold (taken for an order) or given back (``order.rejected``,
+    ``order.cancelled``).
 
     Updated in place with ``F()``, in product order like the stock locks, so
     concurrent consumers neither lose counts nor deadlock. A product that no

@@ -1,7 +1,8 @@
 """The catalog's part in the order saga: commands in, one local transaction, a reply out.
 
-Committing held stock is not a command: catalog does it when ``order.approved``
-reaches it (``catalog.handlers``).
+A reserve takes the units off the shelf at once; a rejected order's come back when
+``order.rejected`` reaches catalog (``catalog.handlers``), an approved order's need
+nothing more.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def stock_reserve_task(order_id: str, lines: list[dict]) -> None:
     except (InvalidReservation, KeyError, ValueError) as error:
         _reply(order_id, "stock_reserve", False, "invalid_request", {"detail": str(error)})
         return
-    if reservation.state == StockReservation.State.HELD:
+    if reservation.state in (StockReservation.State.COMMITTED, StockReservation.State.HELD):
         # Lines just created come with it; a repeated command's are read back.
         held = reservation.held_lines or list(reservation.lines.all())
         priced = [

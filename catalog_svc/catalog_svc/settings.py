@@ -17,9 +17,9 @@ INSTALLED_APPS = [
     "catalog.apps.CatalogConfig",
 ]
 ROOT_URLCONF = "catalog_svc.urls"
-# Run by `manage.py consume_events`: sold counts follow approved and cancelled orders.
+# Run by `manage.py consume_events`: a rejected order's units go back to the shelf, a
+# cancelled order's out of the sold counts (an approved order needs nothing more).
 EVENT_HANDLERS = {
-    "order.approved": "catalog.handlers.order_approved",
     "order.cancelled": "catalog.handlers.order_cancelled",
     "order.rejected": "catalog.handlers.order_rejected",
 }

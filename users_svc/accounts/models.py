@@ -142,7 +142,9 @@ class CreditAccount(models.Model):
 
 
 class CreditReservation(TimeStampedModel):
-    """Credit held for one order (the saga's step in users), one per order id."""
+    """Credit spent on one order (the saga's step in users), one per order id:
+    ``captured`` when reserved (``held`` only in rows from before reserving spent it),
+    ``released`` when the order was rejected or cancelled."""
 
     class State(models.TextChoices):
         HELD = "held"

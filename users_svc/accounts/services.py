@@ -13,11 +13,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
 from accounts.errors import (
-    CreditReservationNotFound,
-    CreditReservationStateConflict,
     EmailTaken,
     InvalidCredentials,
     InvalidCreditLimit,
@@ -144,16 +141,19 @@ def _reserve(order_id: UUID, customer_id: int, amount: Decimal) -> CreditReserva
     if account.available < amount:
         return _refuse(order_id, customer_id, amount, "credit_limit_exceeded")
     CreditAccount.objects.filter(pk=account.pk).update(reserved=F("reserved") + amount)
+    order_count_add(customer_id=customer_id, delta=1)
     return CreditReservation.objects.create(
-        order_id=order_id, customer_id=customer_id, amount=amount, state=State.HELD
+        order_id=order_id, customer_id=customer_id, amount=amount, state=State.CAPTURED
     )
 
 
 def credit_reserve(*, customer_id: int, order_id: UUID, amount: Decimal) -> CreditReservation:
-    """Hold ``amount`` of the customer's credit for an order, all of it or none.
+    """Spend ``amount`` of the customer's credit on an order, all of it or none.
 
-    Returns the reservation, ``held`` or ``refused`` (``credit_limit_exceeded``,
-    ``customer_not_found``, ``customer_inactive``). Idempotent by order id: a
+    Returns the reservation, ``captured`` (the credit is spent and the order
+    counted; ``order.rejected`` or the cancel saga gives it back) or ``refused``
+    (``credit_limit_exceeded``, ``customer_not_found``, ``customer_inactive``).
+    Idempotent by order id: a
     repeated command, even a concurrent one, gets the first outcome (the order id
     is unique: its INSERT fails, everything is rolled back and the first outcome
     read; no read ahead of the first try, one statement fewer per saga).
@@ -174,75 +174,52 @@ def _locked_reservation(order_id: UUID) -> CreditReservation | None:
     return CreditReservation.objects.select_for_update().filter(order_id=order_id).first()
 
 
-@transaction.atomic
-def credit_capture(*, order_id: UUID) -> CreditReservation:
-    """The order is approved: its held credit is now spent. Idempotent."""
-    return _capture(_locked_reservation(order_id), order_id)
-
-
-# No savepoint: its consumer's transaction (inbox row and all) fails as one.
-@transaction.atomic(savepoint=False)
-def credit_settle(*, order_id: UUID) -> None:
-    """``order.approved`` reached users: the held credit is spent (``credit_capture``).
-
-    A reservation released already stays released: the order's cancel saga reached
-    users before this event did, and the credit is back. No reservation at all (a
-    database restored from before it) is logged, not failed: retrying the event
-    could not make one.
-    """
-    # One statement when the credit is held, as it nearly always is.
-    if CreditReservation.objects.filter(order_id=order_id, state=State.HELD).update(
-        state=State.CAPTURED, updated_at=timezone.now()
-    ):
-        return
-    reservation = _locked_reservation(order_id)
-    if reservation is None:
-        logger.error("order %s approved, but users holds no credit for it", order_id)
-    elif reservation.state != State.RELEASED:
-        _capture(reservation, order_id)
-
-
-def _capture(reservation: CreditReservation | None, order_id: UUID) -> CreditReservation:
-    if reservation is None:
-        raise CreditReservationNotFound(f"No credit reservation for order {order_id}.")
-    if reservation.state == State.CAPTURED:
-        return reservation
-    if reservation.state != State.HELD:
-        raise CreditReservationStateConflict(
-            f"The credit reservation for order {order_id} is {reservation.state}; only a held "
-            "one can be captured."
-        )
-    reservation.state = State.CAPTURED
-    reservation.save(update_fields=["state", "updated_at"])
-    return reservation
-
-
-@transaction.atomic
-def credit_release(*, order_id: UUID) -> CreditReservation:
-    """Give the order's credit back (held or captured). Idempotent.
-
-    Releasing an order never reserved leaves a ``released`` marker so a late
-    reserve command for it holds nothing.
-    """
+def _release(order_id: UUID) -> tuple[CreditReservation, str]:
+    """``credit_release``'s work; also returns the state the reservation was in."""
     reservation = _locked_reservation(order_id)
     if reservation is None:
         try:
             with transaction.atomic():
-                return CreditReservation.objects.create(order_id=order_id, state=State.RELEASED)
+                marker = CreditReservation.objects.create(order_id=order_id, state=State.RELEASED)
+                return marker, ""
         except IntegrityError:
             reservation = CreditReservation.objects.select_for_update().get(order_id=order_id)
-    if reservation.state in (State.RELEASED, State.REFUSED):
-        return reservation
+    before = reservation.state
+    if before in (State.RELEASED, State.REFUSED):
+        return reservation, before
     CreditAccount.objects.filter(pk=reservation.customer_id).update(
         reserved=F("reserved") - reservation.amount
     )
     reservation.state = State.RELEASED
     reservation.save(update_fields=["state", "updated_at"])
+    return reservation, before
+
+
+@transaction.atomic
+def credit_release(*, order_id: UUID) -> CreditReservation:
+    """Give the order's credit back (the cancel saga's step). Idempotent.
+
+    Releasing an order never reserved leaves a ``released`` marker so a late
+    reserve command for it spends nothing. The order count is the cancel's
+    event's to correct (``order.cancelled``).
+    """
+    return _release(order_id)[0]
+
+
+# No savepoint: its consumer's transaction (inbox row and all) fails as one.
+@transaction.atomic(savepoint=False)
+def credit_reject(*, order_id: UUID) -> CreditReservation:
+    """``order.rejected`` reached users: the order's credit comes back and it no longer
+    counts (``credit_release``, and the count the reserve added)."""
+    reservation, before = _release(order_id)
+    if before == State.CAPTURED and reservation.customer_id is not None:
+        order_count_add(customer_id=reservation.customer_id, delta=-1)
     return reservation
 
 
 def order_count_add(*, customer_id: int, delta: int) -> None:
-    """Count a customer's orders that stand: +1 when approved, -1 when cancelled.
+    """Count a customer's orders that stand: +1 when its credit is spent, -1 when the
+    order is rejected or cancelled.
 
     In place with ``F()`` (concurrent consumers lose nothing), never below
     zero. An account deleted since has nothing left to count.

@@ -1,7 +1,8 @@
 """The users service's part in the order saga: credit commands in, a reply out.
 
-Capturing held credit is not a command: users does it when ``order.approved``
-reaches it (``accounts.handlers``).
+A reserve spends the credit at once; a rejected order's comes back when
+``order.rejected`` reaches users (``accounts.handlers``), an approved order's needs
+nothing more.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def credit_reserve_task(order_id: str, customer_id: str, amount: str) -> None:
     except (InvalidCreditRequest, InvalidOperation, ValueError):
         _reply(order_id, "credit_reserve", False, "invalid_request")
         return
-    if reservation.state != CreditReservation.State.HELD:
+    if reservation.state not in (CreditReservation.State.CAPTURED, CreditReservation.State.HELD):
         _reply(order_id, "credit_reserve", False, reservation.reason or reservation.state)
         return
     # What is held, for whom: the orchestrator checks it against what it asked.

@@ -19,9 +19,9 @@ INSTALLED_APPS = [
     "accounts.apps.AccountsConfig",
 ]
 ROOT_URLCONF = "users_svc.urls"
-# Run by `manage.py consume_events`: a customer's order count follows their orders.
+# Run by `manage.py consume_events`: a rejected order's credit comes back, a rejected or
+# cancelled order leaves the customer's order count (an approved order needs nothing more).
 EVENT_HANDLERS = {
-    "order.approved": "accounts.handlers.order_approved",
     "order.cancelled": "accounts.handlers.order_cancelled",
     "order.rejected": "accounts.handlers.order_rejected",
 }

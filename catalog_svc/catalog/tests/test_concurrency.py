@@ -45,10 +45,12 @@ def test_twenty_threads_reserving_the_last_units_never_oversell():
         20, lambda i: stock_reserve(order_id=uuid4(), lines=[LineRequest(product.pk, 1)]).state
     )
 
-    assert results.count(StockReservation.State.HELD) == 5
+    assert results.count(StockReservation.State.COMMITTED) == 5
     assert results.count(StockReservation.State.REFUSED) == 15
     stock = Stock.objects.get(pk=product.pk)
-    assert (stock.on_hand, stock.reserved, stock.available) == (5, 5, 0)
+    assert (stock.on_hand, stock.reserved, stock.available) == (0, 0, 0)
+    product.refresh_from_db()
+    assert product.sold_count == 5
 
 
 def test_orders_locking_products_in_opposite_order_do_not_deadlock():
@@ -62,9 +64,12 @@ def test_orders_locking_products_in_opposite_order_do_not_deadlock():
 
     results = run_at_once(20, reserve)
 
-    assert results == [StockReservation.State.HELD] * 20
-    assert Stock.objects.get(pk=first.pk).reserved == 20
-    assert Stock.objects.get(pk=second.pk).reserved == 20
+    assert results == [StockReservation.State.COMMITTED] * 20
+    assert Stock.objects.get(pk=first.pk).on_hand == 80
+    assert Stock.objects.get(pk=second.pk).on_hand == 80
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.sold_count, second.sold_count) == (20, 20)
 
 
 def test_the_same_command_delivered_concurrently_reserves_once():
@@ -76,4 +81,6 @@ def test_the_same_command_delivered_concurrently_reserves_once():
     )
 
     assert len(set(results)) == 1, results
-    assert Stock.objects.get(pk=product.pk).reserved == 3
+    assert Stock.objects.get(pk=product.pk).on_hand == 7
+    product.refresh_from_db()
+    assert product.sold_count == 3

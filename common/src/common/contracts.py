@@ -267,7 +267,7 @@ def contract_verify(message: str, produced: Mapping[str, Any], *, version: int =
     """Every consumer's contract for ``message`` against one message really produced.
 
     ``produced`` is an event's envelope (``Event.to_dict()``) or a command's kwargs. The
-    answer names the consumer and the field: "catalog relies on order.approved data.lines: ...".
+    answer names the consumer and the field: "catalog relies on order.cancelled data.lines: ...".
     """
     return [
         problem

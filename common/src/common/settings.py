@@ -149,7 +149,7 @@ def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
     """Settings of the event backbone (common.events): relay, consumers, retries.
 
     ``EVENT_HANDLERS`` is code, not environment: a service's settings set it
-    (``{"order.approved": "catalog.handlers.order_approved"}``, topic
+    (``{"order.rejected": "catalog.handlers.order_rejected"}``, topic
     wildcards allowed). The relay's fallback poll is slow on PostgreSQL,
     where LISTEN/NOTIFY wakes it on every commit, and fast on SQLite, where
     polling is all there is.

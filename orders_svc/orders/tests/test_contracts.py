@@ -141,34 +141,34 @@ def test_every_consumers_contract_holds_for_the_events_orders_appends(every_even
     }
 
 
-def _approved(every_event: list[dict]) -> dict:
-    return copy.deepcopy(next(e for e in every_event if e["type"] == "order.approved"))
+def _cancelled(every_event: list[dict]) -> dict:
+    return copy.deepcopy(next(e for e in every_event if e["type"] == "order.cancelled"))
 
 
 def test_a_producer_change_that_breaks_a_consumer_names_it_and_the_field(every_event):
-    without_lines = _approved(every_event)
+    without_lines = _cancelled(every_event)
     del without_lines["data"]["lines"]
-    problems = contract_verify("order.approved", without_lines)
+    problems = contract_verify("order.cancelled", without_lines)
     assert problems == [
-        "catalog relies on order.approved data.lines: 'lines' is a required property"
+        "catalog relies on order.cancelled data.lines: 'lines' is a required property"
     ]
 
-    numeric_customer = _approved(every_event)
+    numeric_customer = _cancelled(every_event)
     numeric_customer["data"]["customer_id"] = 7
-    assert contract_verify("order.approved", numeric_customer) == [
-        "users relies on order.approved data.customer_id: 7 is not of type 'string'"
+    assert contract_verify("order.cancelled", numeric_customer) == [
+        "users relies on order.cancelled data.customer_id: 7 is not of type 'string'"
     ]
 
-    other_subject = _approved(every_event)
+    other_subject = _cancelled(every_event)
     other_subject["subject"] = "order-7"
-    problems = contract_verify("order.approved", other_subject)
+    problems = contract_verify("order.cancelled", other_subject)
     assert {problem.split()[0] for problem in problems} == {"catalog", "users", "gateway"}
-    assert all("order.approved subject: 'order-7' is not a 'uuid'" in p for p in problems)
+    assert all("order.cancelled subject: 'order-7' is not a 'uuid'" in p for p in problems)
 
-    assert contract_verify("order.approved", _approved(every_event), version=2) == [
-        "catalog accepts order.approved v1 only, not v2",
-        "gateway accepts order.approved v1 only, not v2",
-        "users accepts order.approved v1 only, not v2",
+    assert contract_verify("order.cancelled", _cancelled(every_event), version=2) == [
+        "catalog accepts order.cancelled v1 only, not v2",
+        "gateway accepts order.cancelled v1 only, not v2",
+        "users accepts order.cancelled v1 only, not v2",
     ]
 
 

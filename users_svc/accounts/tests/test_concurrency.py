@@ -37,7 +37,9 @@ def test_twenty_threads_never_reserve_over_the_limit():
         thread.join()
 
     account = CreditAccount.objects.get(pk=user.pk)
-    assert states.count(CreditReservation.State.HELD) == 6  # 6 × 15 = 90 ≤ 100 < 105
+    assert states.count(CreditReservation.State.CAPTURED) == 6  # 6 × 15 = 90 ≤ 100 < 105
     assert states.count(CreditReservation.State.REFUSED) == 14
     assert account.reserved == Decimal("90.00")
     assert account.available >= 0
+    user.refresh_from_db()
+    assert user.order_count == 6

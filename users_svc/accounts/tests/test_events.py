@@ -1,4 +1,5 @@
-"""Choreography: a customer's order count follows order.approved and order.cancelled."""
+"""Choreography: a rejected order's credit comes back, a rejected or cancelled order
+comes off the customer's count, once per event."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import CreditAccount, CreditReservation
+from accounts.models import CreditAccount, CreditReservation, User
 from accounts.services import credit_release, credit_reserve
 from accounts.tests.factories import UserFactory
 from common.events.consumer import EventConsumer, Outcome
@@ -36,20 +37,49 @@ def envelope(event_type: str, customer_id: str) -> str:
     )
 
 
-def test_approved_orders_count_once_each_and_cancelled_ones_come_off():
+def decision(event_type: str, order_id: uuid.UUID, customer_id: int) -> str:
+    body = json.loads(envelope(event_type, str(customer_id)))
+    body["subject"] = str(order_id)
+    if event_type == "order.rejected":
+        body["data"] = {"reason": "out_of_stock"}
+    return json.dumps(body)
+
+
+def spent(amount: str) -> tuple[User, uuid.UUID]:
+    """A customer and an order on which users spent ``amount`` of their credit."""
     customer = UserFactory()
-    consumer = EventConsumer()
-    first = envelope("order.approved", str(customer.pk))
+    order_id = uuid.uuid4()
+    credit_reserve(customer_id=customer.pk, order_id=order_id, amount=Decimal(amount))
+    return customer, order_id
 
-    assert consume_signed(consumer, first) is Outcome.HANDLED
-    assert consume_signed(consumer, first) is Outcome.DUPLICATE
-    consume_signed(consumer, envelope("order.approved", str(customer.pk)))
-    customer.refresh_from_db()
-    assert customer.order_count == 2
 
-    consume_signed(consumer, envelope("order.cancelled", str(customer.pk)))
+def credit_and_count(customer: User) -> tuple[Decimal, int]:
     customer.refresh_from_db()
-    assert customer.order_count == 1
+    return CreditAccount.objects.get(pk=customer.pk).reserved, customer.order_count
+
+
+def test_an_approved_order_needs_nothing_more_from_users():
+    """Its credit was spent, and the order counted, when users reserved it; users no
+    longer binds order.approved, and one arriving on a binding left from before is
+    acknowledged without effect (not dead-lettered)."""
+    customer, order_id = spent("30.00")
+
+    body = decision("order.approved", order_id, customer.pk)
+    assert consume_signed(EventConsumer(), body) is Outcome.IGNORED
+
+    assert CreditReservation.objects.get(order_id=order_id).state == "captured"
+    assert credit_and_count(customer) == (Decimal("30.00"), 1)
+
+
+def test_a_cancelled_order_comes_off_the_count_once():
+    customer, order_id = spent("30.00")
+    credit_release(order_id=order_id)  # the cancel saga's step, before its event
+    body = decision("order.cancelled", order_id, customer.pk)
+
+    assert consume_signed(EventConsumer(), body) is Outcome.HANDLED
+    assert consume_signed(EventConsumer(), body) is Outcome.DUPLICATE
+
+    assert credit_and_count(customer) == (Decimal("0.00"), 0)
 
 
 def test_a_cancellation_never_takes_the_count_below_zero():
@@ -62,49 +92,27 @@ def test_a_cancellation_never_takes_the_count_below_zero():
 
 
 def test_an_account_deleted_since_is_logged_not_failed(caplog):
-    assert consume_signed(EventConsumer(), envelope("order.approved", "999999")) is Outcome.HANDLED
+    assert consume_signed(EventConsumer(), envelope("order.cancelled", "999999")) is (
+        Outcome.HANDLED
+    )
     assert "no such account" in caplog.text
 
 
-# --- the order's decision finishes users' part in its saga ----------------------------
+# --- a rejection undoes users' part in the saga -----------------------------------------
 
 
-def decision(event_type: str, order_id: uuid.UUID, customer_id: int) -> str:
-    body = json.loads(envelope(event_type, str(customer_id)))
-    body["subject"] = str(order_id)
-    if event_type == "order.rejected":
-        body["data"] = {"reason": "out_of_stock"}
-    return json.dumps(body)
-
-
-def holding(amount: str) -> tuple[int, uuid.UUID]:
-    customer = UserFactory()
-    order_id = uuid.uuid4()
-    credit_reserve(customer_id=customer.pk, order_id=order_id, amount=Decimal(amount))
-    return customer.pk, order_id
-
-
-def test_order_approved_captures_the_held_credit_once():
-    customer_id, order_id = holding("30.00")
-    body = decision("order.approved", order_id, customer_id)
+def test_order_rejected_gives_the_credit_back_and_uncounts_the_order_once():
+    customer, order_id = spent("30.00")
+    body = decision("order.rejected", order_id, customer.pk)
 
     assert consume_signed(EventConsumer(), body) is Outcome.HANDLED
     assert consume_signed(EventConsumer(), body) is Outcome.DUPLICATE
 
-    assert CreditReservation.objects.get(order_id=order_id).state == "captured"
-    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("30.00")  # spent
-
-
-def test_order_rejected_releases_the_held_credit():
-    customer_id, order_id = holding("30.00")
-
-    consume_signed(EventConsumer(), decision("order.rejected", order_id, customer_id))
-
     assert CreditReservation.objects.get(order_id=order_id).state == "released"
-    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("0.00")
+    assert credit_and_count(customer) == (Decimal("0.00"), 0)
 
 
-def test_order_rejected_before_its_reserve_makes_the_reserve_hold_nothing():
+def test_order_rejected_before_its_reserve_makes_the_reserve_spend_nothing():
     customer = UserFactory()
     order_id = uuid.uuid4()
 
@@ -112,14 +120,4 @@ def test_order_rejected_before_its_reserve_makes_the_reserve_hold_nothing():
     late = credit_reserve(customer_id=customer.pk, order_id=order_id, amount=Decimal("30.00"))
 
     assert late.state == "released"
-    assert CreditAccount.objects.get(pk=customer.pk).reserved == Decimal("0.00")
-
-
-def test_order_approved_after_its_cancel_released_the_credit_leaves_it_released():
-    customer_id, order_id = holding("30.00")
-    credit_release(order_id=order_id)
-
-    consume_signed(EventConsumer(), decision("order.approved", order_id, customer_id))
-
-    assert CreditReservation.objects.get(order_id=order_id).state == "released"
-    assert CreditAccount.objects.get(pk=customer_id).reserved == Decimal("0.00")
+    assert credit_and_count(customer) == (Decimal("0.00"), 0)

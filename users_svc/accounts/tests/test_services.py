@@ -1,21 +1,21 @@
+import importlib
 from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.exceptions import ValidationError
 
 from accounts.errors import (
-    CreditReservationNotFound,
-    CreditReservationStateConflict,
     EmailTaken,
     InvalidCredentials,
     InvalidCreditLimit,
     InvalidCreditRequest,
 )
-from accounts.models import CreditAccount, CreditReservation
+from accounts.models import CreditAccount, CreditReservation, User
 from accounts.services import (
     credentials_verify,
-    credit_capture,
+    credit_reject,
     credit_release,
     credit_reserve,
     user_register,
@@ -77,11 +77,17 @@ def test_credentials_verify_refuses_a_deactivated_user():
         credentials_verify(email="bob@example.com", password="correct horse battery")
 
 
-def test_reserve_holds_credit():
+def orders_of(user) -> int:
+    user.refresh_from_db()
+    return user.order_count
+
+
+def test_reserve_spends_credit_and_counts_the_order():
     user = with_limit("100.00")
     reservation = credit_reserve(customer_id=user.pk, order_id=uuid4(), amount=Decimal("60.00"))
-    assert reservation.state == State.HELD
+    assert reservation.state == State.CAPTURED
     assert account(user).available == Decimal("40.00")
+    assert orders_of(user) == 1
 
 
 def test_reserve_is_all_or_nothing_over_the_limit():
@@ -89,13 +95,14 @@ def test_reserve_is_all_or_nothing_over_the_limit():
     reservation = credit_reserve(customer_id=user.pk, order_id=uuid4(), amount=Decimal("100.01"))
     assert (reservation.state, reservation.reason) == (State.REFUSED, "credit_limit_exceeded")
     assert account(user).reserved == Decimal("0.00")
+    assert orders_of(user) == 0
 
 
 def test_reserve_up_to_exactly_the_limit_is_fine():
     user = with_limit("100.00")
     assert (
         credit_reserve(customer_id=user.pk, order_id=uuid4(), amount=Decimal("100.00")).state
-        == State.HELD
+        == State.CAPTURED
     )
     assert account(user).available == Decimal("0.00")
 
@@ -107,6 +114,7 @@ def test_reserve_is_idempotent_by_order_id():
     second = credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("30.00"))
     assert first.pk == second.pk
     assert account(user).reserved == Decimal("30.00")
+    assert orders_of(user) == 1
 
 
 def test_reserve_refuses_unknown_and_inactive_customers():
@@ -116,6 +124,7 @@ def test_reserve_refuses_unknown_and_inactive_customers():
     assert unknown.reason == "customer_not_found"
     assert refused.reason == "customer_inactive"
     assert account(inactive).reserved == 0
+    assert orders_of(inactive) == 0
 
 
 @pytest.mark.parametrize("amount", [Decimal("0"), Decimal("-5")])
@@ -124,52 +133,73 @@ def test_reserve_rejects_a_non_positive_amount(amount):
         credit_reserve(customer_id=UserFactory().pk, order_id=uuid4(), amount=amount)
 
 
-def test_capture_keeps_the_credit_in_use_and_is_idempotent():
+def test_release_gives_the_credit_back_once_and_leaves_the_count_to_the_cancel():
     user = with_limit("100.00")
     order_id = uuid4()
     credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("25.00"))
 
-    credit_capture(order_id=order_id)
-    assert credit_capture(order_id=order_id).state == State.CAPTURED
-
-    assert account(user).reserved == Decimal("25.00")
-
-
-def test_capture_of_an_unknown_or_released_order_is_refused():
-    user = with_limit("100.00")
-    order_id = uuid4()
-    credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("25.00"))
     credit_release(order_id=order_id)
-
-    with pytest.raises(CreditReservationStateConflict):
-        credit_capture(order_id=order_id)
-    with pytest.raises(CreditReservationNotFound):
-        credit_capture(order_id=uuid4())
-
-
-@pytest.mark.parametrize("capture_first", [False, True])
-def test_release_gives_the_credit_back_once(capture_first):
-    user = with_limit("100.00")
-    order_id = uuid4()
-    credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("25.00"))
-    if capture_first:
-        credit_capture(order_id=order_id)
-
-    credit_release(order_id=order_id)
-    credit_release(order_id=order_id)
+    assert credit_release(order_id=order_id).state == State.RELEASED
 
     assert account(user).reserved == Decimal("0.00")
+    assert orders_of(user) == 1  # the cancel saga's step: order.cancelled uncounts it
 
 
-def test_a_reserve_arriving_after_its_release_holds_nothing():
+def test_a_rejection_gives_the_credit_back_and_uncounts_the_order_once():
     user = with_limit("100.00")
     order_id = uuid4()
-    credit_release(order_id=order_id)
+    credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("25.00"))
+
+    credit_reject(order_id=order_id)
+    credit_reject(order_id=order_id)
+
+    assert account(user).reserved == Decimal("0.00")
+    assert orders_of(user) == 0
+
+
+def test_a_rejection_of_a_refusal_or_of_credit_held_before_changes_only_the_credit():
+    user = with_limit("100.00")
+    refused = credit_reserve(customer_id=user.pk, order_id=uuid4(), amount=Decimal("500.00"))
+    held = CreditReservation.objects.create(
+        order_id=uuid4(), customer=user, amount=Decimal("25.00"), state=State.HELD
+    )
+    CreditAccount.objects.filter(pk=user.pk).update(reserved=Decimal("25.00"))
+    User.objects.filter(pk=user.pk).update(order_count=3)
+
+    assert credit_reject(order_id=refused.order_id).state == State.REFUSED
+    assert credit_reject(order_id=held.order_id).state == State.RELEASED
+
+    assert account(user).reserved == Decimal("0.00")
+    assert orders_of(user) == 3  # a hold from before was never counted
+
+
+def test_a_reserve_arriving_after_its_release_spends_nothing():
+    user = with_limit("100.00")
+    order_id = uuid4()
+    credit_reject(order_id=order_id)  # the saga gave up (timeout) before users answered
 
     late = credit_reserve(customer_id=user.pk, order_id=order_id, amount=Decimal("10.00"))
 
     assert late.state == State.RELEASED
     assert account(user).reserved == 0
+    assert orders_of(user) == 0
+
+
+def test_the_migration_moves_holds_from_before_to_credit_spent():
+    migration = importlib.import_module("accounts.migrations.0004_reserve_spends_credit")
+    user = with_limit("100.00")
+    held = CreditReservation.objects.create(
+        order_id=uuid4(), customer=user, amount=Decimal("25.00"), state=State.HELD
+    )
+    CreditAccount.objects.filter(pk=user.pk).update(reserved=Decimal("25.00"))
+
+    migration.holds_capture(django_apps, None)
+
+    held.refresh_from_db()
+    assert held.state == State.CAPTURED
+    assert orders_of(user) == 1
+    credit_reject(order_id=held.order_id)  # and a rejection gives it back as any other
+    assert (account(user).reserved, orders_of(user)) == (Decimal("0.00"), 0)
 
 
 def test_staff_cannot_set_a_limit_below_the_credit_in_use():

@@ -99,16 +99,16 @@ def test_a_broken_schema_file_is_reported_by_name(contracts_copy):
 
 
 def test_a_consumer_contract_for_a_message_nobody_produces_is_reported(contracts_copy):
-    path = contracts_copy / "consumers" / "catalog" / "order.approved.json"
+    path = contracts_copy / "consumers" / "catalog" / "order.cancelled.json"
     _edit(path, lambda contract: contract.update(versions=[1, 2]))
     assert contracts_problems() == [
-        "consumers/catalog/order.approved.json: no producer schema events/order.approved.v2.json"
+        "consumers/catalog/order.cancelled.json: no producer schema events/order.cancelled.v2.json"
     ]
 
 
 def test_an_example_the_producer_would_never_send_is_reported(contracts_copy):
     # The consumer's contract asks for something the producer's schema does not promise.
-    path = contracts_copy / "consumers" / "users" / "order.approved.json"
+    path = contracts_copy / "consumers" / "users" / "order.cancelled.json"
     _edit(path, lambda contract: contract["examples"][0]["data"].update(customer_id=42))
     problems = contracts_problems()
     assert any("the producer's v1 refuses it: data.customer_id" in p for p in problems), problems
@@ -116,11 +116,11 @@ def test_an_example_the_producer_would_never_send_is_reported(contracts_copy):
 
 def test_the_verifier_names_the_consumer_and_the_field():
     envelope = {"subject": ORDER_ID, "data": {"customer_id": "7", "lines": [{"product_id": 1}]}}
-    problems = contract_verify("order.approved", envelope)
-    assert "catalog relies on order.approved data.lines[0].quantity: " in problems[0]
+    problems = contract_verify("order.cancelled", envelope)
+    assert "catalog relies on order.cancelled data.lines[0].quantity: " in problems[0]
     assert not any(problem.startswith(("users", "gateway")) for problem in problems)
-    assert contract_verify("order.approved", envelope, version=3)[0] == (
-        "catalog accepts order.approved v1 only, not v3"
+    assert contract_verify("order.cancelled", envelope, version=3)[0] == (
+        "catalog accepts order.cancelled v1 only, not v3"
     )
 
 
