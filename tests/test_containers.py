@@ -320,7 +320,13 @@ def test_a_customer_shops_through_the_published_gateway(stack: Stack) -> None:
     depths = dict(line.split() for line in queues.splitlines() if len(line.split()) == 2)
     assert depths.get("gateway.events.dlq", "0") == "0", depths
 
-    # Every process sent its spans to the OTLP endpoint compose gave it: one trace.
+    cancel = httpx.post(f"{stack.url}/api/orders/{order_id}/cancel/", headers=headers)
+    assert cancel.status_code == 202, cancel.text
+    cancelled = settled(stack.url, headers, [order_id], final={"CANCELLED"})
+    assert cancelled == {order_id: "CANCELLED"}
+
+    # Every process sent its spans to the OTLP endpoint compose gave it, in the traces of
+    # the order (its placing, and its cancel: what the participants' consumers handle).
     def traced_services() -> set[str]:
         logs = docker("logs", stack.container("otlp-sink"))
         spans = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
@@ -330,11 +336,6 @@ def test_a_customer_shops_through_the_published_gateway(stack: Stack) -> None:
     assert wait_until(lambda: traced_services() >= TRACED_SERVICES, timeout=60, interval=1), (
         traced_services()
     )
-
-    cancel = httpx.post(f"{stack.url}/api/orders/{order_id}/cancel/", headers=headers)
-    assert cancel.status_code == 202, cancel.text
-    cancelled = settled(stack.url, headers, [order_id], final={"CANCELLED"})
-    assert cancelled == {order_id: "CANCELLED"}
 
 
 # Run inside a container of the stack, as that container's broker user (its BROKER_URL):

@@ -142,27 +142,33 @@ def traced_shop(module_services: ServiceLauncher) -> Iterator[TracedShop]:
 
 
 def place_one_order(shop: TracedShop) -> str:
-    """Sign up, sign in and place an order through the gateway; its id once it is approved."""
+    """Sign up, sign in and place an order through the gateway; its id once it is decided.
+
+    Two 549.00 phones exceed the new customer's 1000.00 of credit: the order goes through
+    every step and ends rejected, so the participants' consumers take its order.rejected
+    (an approved order needs nothing more from them)."""
     email = f"{uuid.uuid4().hex[:10]}@example.com"
     with httpx.Client(base_url=shop.gateway_url, timeout=10) as client:
         client.post("/api/users/register/", json={"email": email, "password": PASSWORD})
         token = client.post("/api/auth/token/", json={"email": email, "password": PASSWORD})
         headers = {"Authorization": f"Bearer {token.json()['access']}"}
         placed = client.post(
-            "/api/orders/", json={"lines": [{"product_id": 3, "quantity": 1}]}, headers=headers
+            "/api/orders/", json={"lines": [{"product_id": 1, "quantity": 2}]}, headers=headers
         )
         assert placed.status_code == 202, placed.text
         order_id = placed.json()["id"]
 
-        def approved() -> bool:
+        def decided() -> bool:
             return client.get(f"/api/orders/{order_id}/", headers=headers).json()["status"] in (
                 "APPROVED",
                 "REJECTED",
             )
 
-        assert wait_until(approved, timeout=30, interval=0.2)
-        assert client.get(f"/api/orders/{order_id}/", headers=headers).json()["status"] == (
-            "APPROVED"
+        assert wait_until(decided, timeout=30, interval=0.2)
+        order = client.get(f"/api/orders/{order_id}/", headers=headers).json()
+        assert (order["status"], order["rejection_reason"]) == (
+            "REJECTED",
+            "credit_limit_exceeded",
         )
     return order_id
 
@@ -178,9 +184,9 @@ EXPECTED = [
     ("orders-worker", "users.credit_reserve send", PRODUCER),
     ("users-worker", "run/users.credit_reserve", CONSUMER),
     ("orders-relay", "order.placed publish", PRODUCER),
-    ("orders-relay", "order.approved publish", PRODUCER),
-    ("catalog-consumer", "order.approved process", CONSUMER),
-    ("users-consumer", "order.approved process", CONSUMER),
+    ("orders-relay", "order.rejected publish", PRODUCER),
+    ("catalog-consumer", "order.rejected process", CONSUMER),
+    ("users-consumer", "order.rejected process", CONSUMER),
 ]
 
 
@@ -271,13 +277,13 @@ def test_one_order_is_one_trace_across_every_process(traced_shop):
     placed = child(served, "orders-relay", "order.placed publish")
     assert placed.kind == PRODUCER
     assert placed.attributes["event.subject"] == order_id
-    approved = one("orders-relay", "order.approved publish")
-    assert parent(approved).service == "orders-worker"  # the last reply decided it
-    assert parent(approved).attributes["order.id"] == order_id
-    # Each consumer handles it in a CONSUMER span: a child of the envelope's context,
-    # linked to the relay's PRODUCER span.
+    rejected = one("orders-relay", "order.rejected publish")
+    assert parent(rejected).service == "orders-worker"  # the last reply decided it
+    assert parent(rejected).attributes["order.id"] == order_id
+    # Each consumer handles it (gives back what the order took) in a CONSUMER span: a
+    # child of the envelope's context, linked to the relay's PRODUCER span.
     for consumer in ("catalog-consumer", "users-consumer"):
-        handled = child(parent(approved), consumer, "order.approved process")
+        handled = child(parent(rejected), consumer, "order.rejected process")
         assert handled.kind == CONSUMER
-        assert handled.links == (approved.span_id,)
+        assert handled.links == (rejected.span_id,)
         assert handled.attributes["event.subject"] == order_id
