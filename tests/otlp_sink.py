@@ -8,12 +8,17 @@ from __future__ import annotations
 import gzip
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+# One whole line at a time: the server's threads print at once, and print() writes a line's
+# text and its newline separately (two spans' lines could otherwise run together).
+_print_lock = threading.Lock()
 
 
 def value_of(value: object) -> object:
@@ -38,7 +43,8 @@ class Handler(BaseHTTPRequestHandler):
                         "trace_id": span.trace_id.hex(),
                         "order_id": attributes.get("order.id"),
                     }
-                    print(json.dumps(line), flush=True)
+                    with _print_lock:
+                        print(json.dumps(line), flush=True)
         answer = ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
