@@ -774,7 +774,9 @@ def step_breakdown(
     reserve, its last update for commit/capture; where the participants
     settle on ``order.approved``, that update comes after the approval and is
     its own stretch, outside the saga's latency; where the reserves are final, as
-    since #16's second step, there is no such update): "out" is the orders commit,
+    since #16's second step, there is no such update; on the routing slip, users'
+    answer appends stock_reserved and credit_reserved together, so "placed →
+    stock_reserved" holds both round trips): "out" is the orders commit,
     the command's publish, the broker and the participant's worker up to its
     write; "back" is the participant's commit, the reply and the orders worker
     up to its event's insert.

@@ -58,8 +58,11 @@ def test_orders_may_send_commands_exactly_to_the_participants_of_its_saga() -> N
     [("catalog", "catalog_svc/catalog/tasks.py"), ("users", "users_svc/accounts/tasks.py")],
 )
 def test_a_participant_may_send_only_its_replies_to_orders(service: str, tasks: str) -> None:
-    reply = module_constant(REPO / tasks, "REPLY")
-    assert ACCESS[service].commands_to == (reply.split(".", 1)[0],)
+    """And catalog the credit step it passes on to users (the saga's routing slip)."""
+    sent = [module_constant(REPO / tasks, "REPLY")]
+    if service == "catalog":
+        sent.append(module_constant(REPO / tasks, "PASSED_ON"))
+    assert ACCESS[service].commands_to == tuple(task.split(".", 1)[0] for task in sent)
 
 
 @pytest.mark.parametrize("service", ["catalog", "users"])
@@ -194,18 +197,28 @@ def test_a_command_travels_through_the_receivers_exchange_as_celery_sends_it(bro
         assert message is not None
         assert message.headers["task"] == "catalog.stock_reserve"
         assert message.delivery_info["exchange"] == "catalog"  # not the default exchange
-        # catalog's reply, through orders' exchange; never to users, whom it does not call.
+        # catalog's reply, through orders' exchange, and the credit step it passes on,
+        # through users'; users' reply, never to catalog, whom it does not call.
         replier = celery_app(broker, "catalog")
         try:
             replier.send_task("orders.saga_reply", kwargs={"ok": True}, queue="orders")
-            with pytest.raises(amqp.AccessRefused):
-                replier.send_task("users.credit_reserve", kwargs={}, queue="users")
+            replier.send_task("users.credit_reserve", kwargs={}, queue="users")
         finally:
             replier.close()
+        users = celery_app(broker, "users")
+        try:
+            with pytest.raises(amqp.AccessRefused):
+                users.send_task("catalog.stock_reserve", kwargs={}, queue="catalog")
+        finally:
+            users.close()
         with connect(broker, "orders") as orders:
             reply = orders.channel().basic_get("orders", no_ack=True)
         assert reply is not None
         assert reply.headers["task"] == "orders.saga_reply"
+        with connect(broker, "users") as users_connection:
+            passed_on = users_connection.channel().basic_get("users", no_ack=True)
+        assert passed_on is not None
+        assert passed_on.headers["task"] == "users.credit_reserve"
     finally:
         sender.close()
 
@@ -241,7 +254,7 @@ def test_a_consumer_declares_and_dead_letters_on_its_own_queues_only(broker, ser
         lambda channel: channel.queue_bind(own, "events", "product.#"),  # not its types
         lambda channel: channel.queue_bind(own, "orders", "orders"),  # orders' commands
         publish("", "orders"),  # the default exchange reaches every queue
-        publish(other, other),  # a service it never calls
+        *([publish(other, other)] if service == "users" else []),  # one it never calls
         publish("events", "order.approved"),  # it produces no events
         publish("celery_delayed_delivery", "0.catalog"),
     ):

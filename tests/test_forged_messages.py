@@ -21,7 +21,13 @@ import httpx
 import pytest
 from kombu import Connection, Exchange, Producer
 
-from common.signing import event_payload, private_key_load, signature_headers
+from common.signing import (
+    attestation_payload,
+    event_payload,
+    private_key_load,
+    sign,
+    signature_headers,
+)
 from tests.chaos import command_publish, kill, shell_json, worker_of
 from tests.harness import BROKER_URL, RunningService, ServiceLauncher, shop_start, wait_until
 from tests.test_saga import Shop, place, quick_customers, settled
@@ -151,6 +157,15 @@ def command(
     return command_publish(BROKER_URL, queue, task, signed_by=signed_by, **options)
 
 
+def attestation_signed(service: RunningService, order_id: str, stock: dict) -> dict:
+    """``service``'s attestation of a reserve's priced lines, as catalog's worker makes it
+    (claim ``catalog.stock_reserved``), signed with that service's key file."""
+    key = private_key_load(Path(service.env["MESSAGE_SIGNING_KEY"]))
+    fields = {"order_id": order_id, **stock}
+    payload = attestation_payload(claim="catalog.stock_reserved", fields=fields, signer="catalog")
+    return {"signer": "catalog", "signature": sign(key, payload)}
+
+
 # --- commands --------------------------------------------------------------------------
 
 
@@ -204,32 +219,46 @@ def test_forged_commands_to_release_an_approved_orders_stock_and_credit_change_n
 def test_forged_replies_to_a_saga_waiting_for_credit_change_nothing(
     shop: Shop, approved: dict[str, Any]
 ):
+    """Catalog took the stock and passed the credit step on to users (the routing slip),
+    whose worker is away: the saga waits for users' answer for both steps."""
     kill(shop.users, worker_of(shop.users), signal.SIGTERM)  # the saga will wait on users
     headers = approved["headers"]
     order_id = place(shop, headers, [{"product_id": PRODUCT, "quantity": 1}])
     waiting = wait_until(
         lambda: (
             shell_json(
-                shop.orders,
-                f"from orders.models import Saga\nSaga.objects.get(order_id='{order_id}').state",
+                shop.catalog,
+                "from catalog.models import StockReservation\n"
+                f"StockReservation.objects.filter(order_id='{order_id}')"
+                ".values_list('state', flat=True).first()",
             )
-            == "reserving_credit"
+            == "committed"
         ),
         timeout=30,
         interval=0.3,
     )
-    asked = shell_json(
+    saga = shell_json(
         shop.orders,
-        f"from orders.models import Saga\nSaga.objects.get(order_id='{order_id}').pending",
-    )["credit_reserve"]
-    claim = {"customer_id": asked["customer_id"], "amount": asked["amount"]}
+        "from orders.models import Saga\n"
+        f"s = Saga.objects.get(order_id='{order_id}')\n[s.state, s.pending]",
+    )
+    asked = saga[1]["stock_reserve"]
+    price = httpx.get(shop.url(f"/api/catalog/products/{PRODUCT}/")).json()["price"]
+    stock = {
+        "lines": [{"product_id": PRODUCT, "quantity": 1, "unit_price": price}],
+        "total": price,
+    }
+    claim = {"customer_id": asked["then"]["customer_id"], "amount": price}
+    # What catalog attested, as users would pass it on: catalog's own key signs it here.
+    attestation = attestation_signed(shop.catalog, order_id, stock)
     reply = {
         "order_id": order_id,
         "step": "credit_reserve",
         "ok": True,
         "reason": "",
-        "data": claim,
+        "data": {**claim, "stock": {**stock, "attestation": attestation}},
     }
+    cheaper = {**stock["lines"][0], "unit_price": "0.01"}
     before = world(shop, approved, order_id)
 
     expected = {
@@ -257,8 +286,27 @@ def test_forged_replies_to_a_saga_waiting_for_credit_change_nothing(
             shop.orders,
             "orders.saga_reply",
             signed_by=shop.users,
-            **{**reply, "data": {**claim, "amount": "0.01"}},
+            **{**reply, "data": {**reply["data"], "amount": "0.01"}},
         ): "amount '0.01'",
+        # genuinely from users, with catalog's prices changed on the way
+        command(
+            shop,
+            shop.orders,
+            "orders.saga_reply",
+            signed_by=shop.users,
+            **{
+                **reply,
+                "data": {
+                    **claim,
+                    "amount": "0.01",
+                    "stock": {"lines": [cheaper], "total": "0.01", "attestation": attestation},
+                },
+            },
+        ): "does not verify with catalog's key",
+        # genuinely from users, without catalog's part
+        command(
+            shop, shop.orders, "orders.saga_reply", signed_by=shop.users, **{**reply, "data": claim}
+        ): "no stock part",
     }
     dead = wait_dead(shop.orders, commands=True, count=len(expected))
     after = world(shop, approved, order_id)
@@ -266,6 +314,7 @@ def test_forged_replies_to_a_saga_waiting_for_credit_change_nothing(
     order = settled(shop, headers, order_id)
 
     assert waiting
+    assert saga[0] == "reserving_stock"  # both steps answered by users, at once
     reasons = {letter["id"]: letter["reason"] for letter in dead}
     assert set(reasons) == set(expected), dead
     for task_id, why in expected.items():

@@ -1054,11 +1054,12 @@ def test_the_gateways_operators_surface_is_on_an_internal_port_no_service_routes
 
 
 # Deployments that send or receive commands, replies or events (common.signing), with the
-# services whose public keys each needs: catalog and users hear from orders, orders from both.
+# services whose public keys each needs: catalog and users hear from orders, orders from both,
+# users' worker from catalog too (the credit step catalog passes on).
 SIGNING = {
     "catalog-worker": ("catalog", {"orders"}),
     "catalog-events": ("catalog", {"orders"}),
-    "users-worker": ("users", {"orders"}),
+    "users-worker": ("users", {"orders", "catalog"}),
     "users-events": ("users", {"orders"}),
     "orders": ("orders", {"catalog", "users"}),
     "orders-worker": ("orders", {"catalog", "users"}),
@@ -1093,6 +1094,8 @@ def test_messaging_pods_sign_with_their_own_key_from_a_secret(name: str) -> None
     assert key_source["defaultMode"] & 0o077 == 0, "the private key is not owner-only"
     assert public_source["secretName"] == key_source["secretName"]
     assert {item["path"] for item in public_source["items"]} == {f"{s}.pem" for s in hears_from}
-    assert set(values) == {"key.pem", *(f"{s}.pem" for s in hears_from)}
+    # The service's Secret: its key and what its pods need between them, nothing more.
+    needed = {peer for own, peers in SIGNING.values() if own == service for peer in peers}
+    assert set(values) == {"key.pem", *(f"{s}.pem" for s in needed)}
     assert "PRIVATE KEY" in values["key.pem"]
     assert all("PUBLIC KEY" in values[f"{s}.pem"] for s in hears_from)

@@ -179,10 +179,10 @@ EXPECTED = [
     ("orders", "POST", SERVER),  # Django's span; its name is the route's
     ("orders", "catalog.stock_reserve send", PRODUCER),
     ("catalog-worker", "run/catalog.stock_reserve", CONSUMER),
-    ("catalog-worker", "orders.saga_reply send", PRODUCER),
-    ("orders-worker", "run/orders.saga_reply", CONSUMER),
-    ("orders-worker", "users.credit_reserve send", PRODUCER),
+    ("catalog-worker", "users.credit_reserve send", PRODUCER),  # the routing slip
     ("users-worker", "run/users.credit_reserve", CONSUMER),
+    ("users-worker", "orders.saga_reply send", PRODUCER),
+    ("orders-worker", "run/orders.saga_reply", CONSUMER),
     ("orders-relay", "order.placed publish", PRODUCER),
     ("orders-relay", "order.rejected publish", PRODUCER),
     ("catalog-consumer", "order.rejected process", CONSUMER),
@@ -258,20 +258,21 @@ def test_one_order_is_one_trace_across_every_process(traced_shop):
     # no span left open by Celery's own publish hooks (common.commands makes that span)
     assert not [s.name for s in spans if s.name.startswith("apply_async/")]
 
-    # The saga's commands and replies: PRODUCER spans, each run as a CONSUMER child.
+    # The saga's commands and replies: PRODUCER spans, each run as a CONSUMER child;
+    # catalog passes the credit step on to users, who answers orders for both.
     reserve_stock = child(served, "orders", "catalog.stock_reserve send")
     assert reserve_stock.kind == PRODUCER
     stock_run = child(reserve_stock, "catalog-worker", "run/catalog.stock_reserve")
     assert stock_run.kind == CONSUMER
     assert stock_run.attributes["order.id"] == order_id
-    stock_reply = child(stock_run, "catalog-worker", "orders.saga_reply send")
-    reply_run = child(stock_reply, "orders-worker", "run/orders.saga_reply")
-    assert reply_run.attributes["order.id"] == order_id
-    reserve_credit = child(reply_run, "orders-worker", "users.credit_reserve send")
+    reserve_credit = child(stock_run, "catalog-worker", "users.credit_reserve send")
     credit_run = child(reserve_credit, "users-worker", "run/users.credit_reserve")
     assert credit_run.kind == CONSUMER
     assert credit_run.attributes["order.id"] == order_id
-    child(credit_run, "users-worker", "orders.saga_reply send")
+    answer = child(credit_run, "users-worker", "orders.saga_reply send")
+    reply_run = child(answer, "orders-worker", "run/orders.saga_reply")
+    assert reply_run.attributes["order.id"] == order_id
+    assert not [s for s in spans if s.service == "orders-worker" and s.kind == PRODUCER]
 
     # Events: the relay publishes each in a PRODUCER span under the span that recorded it.
     placed = child(served, "orders-relay", "order.placed publish")

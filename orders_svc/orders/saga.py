@@ -2,7 +2,14 @@
 
 Each reserving step is a command to a participant's queue (``catalog.stock_reserve``,
 ``users.credit_reserve``); the participant acts in one local transaction and
-replies with ``orders.saga_reply``. The saga's row (``Saga``) records what it
+replies with ``orders.saga_reply``. The place saga sends its credit step along with
+the stock command, as a routing slip (``then``): once catalog holds the stock it
+asks users itself, with the priced lines it attests (``common.signing.attest``) and
+orders' grant for this order's customer, and users answers orders for both steps:
+one command and one reply fewer than asking each in turn. Orders checks catalog's
+attestation and both parts against what it asked; a catalog that replies instead
+(no ``then``: sagas begun before the slip) is answered the old way, by asking users.
+The saga's row (``Saga``) records what it
 waits for and until when, and a snapshot of the order (``Saga.snapshot``: what
 the next append needs), so a reply costs no rebuild of the order from its
 events; every reply and every deadline is handled under a row lock, in one
@@ -52,6 +59,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.commands import BrokerUnreachable, broker_reachable, command_send
+from common.signing import SignatureInvalid, attest, attestation_verify
 from common.tracing import trace_context_extract, trace_context_inject, tracer
 from orders.domain import Order
 from orders.errors import ReplyInconsistent
@@ -71,6 +79,11 @@ STEPS = {
     "credit_release": ("users", "users.credit_release"),
 }
 
+
+# What the routing slip's attestations are for (common.signing.attest): orders grants
+# catalog the credit step of one order's customer; catalog vouches for its priced lines.
+CREDIT_GRANT = "users.credit_reserve"
+STOCK_ATTESTATION = "catalog.stock_reserved"
 
 # What a step may change: saved alone, the UPDATE leaves the identity columns out.
 _PROGRESS_FIELDS = [
@@ -128,9 +141,17 @@ def saga_place_start(*, order: Order) -> Saga:
         trace_context=trace_context_inject(),
     )
     lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
-    _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines)
+    _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines, then=_credit_slip(order))
     saga.save(force_insert=True)
     return saga
+
+
+def _credit_slip(order: Order) -> dict[str, Any]:
+    """The routing slip's next step: once catalog holds the stock, it asks users itself to
+    reserve the total for this customer. Users believes catalog on orders' word only: the
+    grant, orders' attestation of this order's customer."""
+    fields = {"order_id": str(order.id), "customer_id": order.customer_id}
+    return {"customer_id": order.customer_id, "grant": attest(claim=CREDIT_GRANT, fields=fields)}
 
 
 @transaction.atomic
@@ -267,9 +288,44 @@ def _credit_reserved(saga: Saga, order: Order, reason: str, data: dict) -> None:
     _finish(saga, "approved")
 
 
-def _credit_refused(saga: Saga, order: Order, reason: str, data: dict) -> None:
+def _credit_refused(
+    saga: Saga, order: Order, reason: str, data: dict, *before: tuple[str, dict[str, Any]]
+) -> None:
     reason = reason or "credit_limit_exceeded"
-    _reject(saga, order, reason, (OrderEventType.CREDIT_REFUSED, {"reason": reason}))
+    _reject(saga, order, reason, *before, (OrderEventType.CREDIT_REFUSED, {"reason": reason}))
+
+
+def _slip_answered(saga: Saga, order: Order, reason: str, data: dict, *, ok: bool) -> None:
+    """Users answered the credit step catalog passed on (the routing slip): catalog's part,
+    as catalog attested it, and users' own, each checked against what was asked."""
+    asked = saga.pending.pop("stock_reserve")
+    stock = data.get("stock")
+    if not isinstance(stock, dict):
+        raise ReplyInconsistent("credit_reserve reply on catalog's behalf: no stock part")
+    priced = {"lines": stock.get("lines"), "total": stock.get("total")}
+    try:
+        attestation_verify(
+            claim=STOCK_ATTESTATION,
+            fields={"order_id": str(order.id), **priced},
+            attestation=stock.get("attestation"),
+            signer="catalog",
+        )
+    except SignatureInvalid as refused:
+        raise ReplyInconsistent(f"credit_reserve reply: its stock part: {refused}") from None
+    _reply_check(step="stock_reserve", asked=asked, ok=True, data=priced)
+    total = str(_money(priced["total"], "total"))
+    credit = {"customer_id": order.customer_id, "amount": total}
+    _reply_check(step="credit_reserve", asked=credit, ok=ok, data=data)
+    reserved = (OrderEventType.STOCK_RESERVED, priced)
+    if not ok:
+        _credit_refused(saga, order, reason, data, reserved)
+        return
+    # The approved order's lines and total: what order.stock_reserved makes of it.
+    probe = Order.from_snapshot(order.id, order.snapshot())
+    probe.apply(OrderEventType.STOCK_RESERVED, priced, order.version + 1, timezone.now())
+    approved = (OrderEventType.APPROVED, probe.settled_data())
+    _append(saga, order, reserved, (OrderEventType.CREDIT_RESERVED, {"amount": total}), approved)
+    _finish(saga, "approved")
 
 
 def _released(saga: Saga, order: Order, reason: str, data: dict) -> None:
@@ -291,6 +347,9 @@ REPLY_HANDLERS: dict[tuple[str, str, bool], ReplyHandler] = {
     (State.RESERVING_STOCK, "stock_reserve", False): _stock_refused,
     (State.RESERVING_CREDIT, "credit_reserve", True): _credit_reserved,
     (State.RESERVING_CREDIT, "credit_reserve", False): _credit_refused,
+    # The routing slip: users answers for catalog's step too.
+    (State.RESERVING_STOCK, "credit_reserve", True): partial(_slip_answered, ok=True),
+    (State.RESERVING_STOCK, "credit_reserve", False): partial(_slip_answered, ok=False),
     (State.CANCELLING, "stock_release", True): _released,
     (State.CANCELLING, "credit_release", True): _released,
     (State.CANCELLING, "stock_release", False): partial(_release_failed, step="stock_release"),
@@ -322,16 +381,29 @@ def saga_reply(
     if not isinstance(data, dict):
         raise ReplyInconsistent(f"a {step} reply's data must be an object")
     saga = _locked(UUID(order_id))
-    if saga is None or step not in saga.pending:
+    if saga is None or not (step in saga.pending or _slip_step(saga, step)):
         logger.info("Saga reply %s for order %s ignored: nothing waits for it", step, order_id)
         return
-    _reply_check(step=step, asked=saga.pending[step], ok=ok, data=data)
     if saga.state in _LEGACY_STATES:
+        _reply_check(step=step, asked=saga.pending[step], ok=ok, data=data)
         _legacy_finish(saga)
-    else:
-        del saga.pending[step]
+    elif step in saga.pending:
+        _reply_check(step=step, asked=saga.pending.pop(step), ok=ok, data=data)
+        REPLY_HANDLERS[(saga.state, step, ok)](saga, _order_of(saga), reason, data)
+    else:  # the slip's answer: its handler checks both parts
         REPLY_HANDLERS[(saga.state, step, ok)](saga, _order_of(saga), reason, data)
     saga.save(update_fields=_PROGRESS_FIELDS)
+
+
+def _slip_step(saga: Saga, step: str) -> bool:
+    """Whether the stock command the saga waits on passed ``step`` on (the routing slip)."""
+    asked = saga.pending.get("stock_reserve")
+    return (
+        step == "credit_reserve"
+        and saga.state == State.RESERVING_STOCK
+        and isinstance(asked, dict)
+        and "then" in asked
+    )
 
 
 # Sagas left by the design before this one (a commit and a capture command after the

@@ -25,9 +25,10 @@ EVENT_HANDLERS = {
     "order.cancelled": "accounts.handlers.order_cancelled",
     "order.rejected": "accounts.handlers.order_rejected",
 }
-# Whom users believes (common.signing): credit commands come from orders alone, and so
-# do order events; anything else, or unsigned, is dead-lettered.
-COMMAND_SENDERS = {"users.*": ["orders"]}
+# Whom users believes (common.signing): credit commands come from orders, and a reserve
+# also from catalog passing the saga's routing slip on (with orders' grant, checked by the
+# task); order events from orders alone; anything else, or unsigned, is dead-lettered.
+COMMAND_SENDERS = {"users.*": ["orders"], "users.credit_reserve": ["catalog"]}
 EVENT_SOURCES = {"order.*": ["orders"]}
 WSGI_APPLICATION = "users_svc.wsgi.application"
 # What `manage.py grpc_serve` serves (users.v1, contracts/proto/users/v1/).

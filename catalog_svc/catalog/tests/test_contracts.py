@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import copy
 import uuid
+from decimal import Decimal
 
 import pytest
 from celery import current_app
 
-from catalog.tasks import stock_release_task, stock_reserve_task
+from catalog.tasks import STOCK_ATTESTATION, stock_release_task, stock_reserve_task
 from catalog.tests.factories import ProductFactory
 from common.contracts import command_problems, contract_verify, contracts_of, message_schemas
 from common.events import UnknownEventVersion, event_data_validate, registered_event_versions
+from common.signing import attestation_verify
 from common.testing.contracts import published  # noqa: F401 - the captured publishes
+from common.testing.signing import attested
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +60,47 @@ def test_every_reply_holds_what_orders_relies_on(replies):
     for reply in replies:
         assert contract_verify("orders.saga_reply", reply) == []
         assert command_problems("orders.saga_reply", reply) == []
+
+
+def test_on_the_slip_catalog_passes_the_credit_step_on_to_users_with_its_attestation(
+    published,  # noqa: F811 - the fixture above
+    django_capture_on_commit_callbacks,
+):
+    product = ProductFactory(on_hand=10, price=Decimal("9.50"))
+    order_id = str(uuid.uuid4())
+    grant = attested(
+        claim="users.credit_reserve",
+        fields={"order_id": order_id, "customer_id": "7"},
+        signer="orders",
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stock_reserve_task(
+            order_id=order_id,
+            lines=[{"product_id": product.pk, "quantity": 2}],
+            then={"customer_id": "7", "grant": grant},
+        )
+
+    [(task, kwargs)] = published  # no reply to orders: users answers for both steps
+    assert task == "users.credit_reserve"
+    priced = {
+        "lines": [{"product_id": product.pk, "quantity": 2, "unit_price": "9.50"}],
+        "total": "19.00",
+    }
+    assert kwargs == {
+        "order_id": order_id,
+        "customer_id": "7",
+        "amount": "19.00",
+        "grant": grant,
+        "stock": {**priced, "attestation": kwargs["stock"]["attestation"]},
+    }
+    attestation_verify(
+        claim=STOCK_ATTESTATION,
+        fields={"order_id": order_id, **priced},
+        attestation=kwargs["stock"]["attestation"],
+        signer="catalog",
+    )
+    assert command_problems("users.credit_reserve", kwargs) == []
 
 
 def test_a_reply_that_would_break_orders_names_it_and_the_field(replies):

@@ -11,6 +11,7 @@ import pytest
 from catalog.models import Product, Stock, StockReservation
 from catalog.services import LineRequest, stock_release, stock_reserve
 from catalog.tests.factories import ProductFactory
+from common.events.broker import events_exchange
 from common.events.consumer import EventConsumer, Outcome
 from common.testing.signing import consume_signed
 
@@ -61,7 +62,8 @@ def test_an_approved_order_needs_nothing_more_from_catalog():
     order_id = taken(kettle, 3)
     body = decision("order.approved", order_id, [{"product_id": kettle.pk, "quantity": 3}])
 
-    assert consume_signed(EventConsumer(), body) is Outcome.IGNORED
+    through_binding = {"exchange": events_exchange().name, "routing_key": "order.approved"}
+    assert consume_signed(EventConsumer(), body, **through_binding) is Outcome.IGNORED
 
     assert shelf(kettle) == (7, 0, 3)
     assert StockReservation.objects.get(order_id=order_id).state == "committed"

@@ -86,8 +86,11 @@ class ServiceAccess:
 
 
 ACCESS: dict[str, ServiceAccess] = {
-    # Participants: run their steps, reply to the orchestrator, consume order events.
-    "catalog": ServiceAccess(commands_to=("orders",), events_consumed=("order.",), has_worker=True),
+    # Participants: run their steps, reply to the orchestrator, consume order events;
+    # catalog passes the saga's routing slip on to users (the credit step).
+    "catalog": ServiceAccess(
+        commands_to=("orders", "users"), events_consumed=("order.",), has_worker=True
+    ),
     "users": ServiceAccess(commands_to=("orders",), events_consumed=("order.",), has_worker=True),
     # The orchestrator: commands to both participants; publishes the order events.
     "orders": ServiceAccess(

@@ -59,6 +59,7 @@ HEADER_SIGNATURE = "x-signature"
 # Domain separation: a signature made for an event can never pass for a command's.
 _COMMAND_CONTEXT = b"eshop-command-v1\n"
 _EVENT_CONTEXT = b"eshop-event-v1\n"
+_ATTESTATION_CONTEXT = b"eshop-attestation-v1\n"
 
 # A signer names a key file: plain names only, so a forged header cannot point elsewhere.
 SIGNER_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -209,6 +210,18 @@ def event_payload(*, body: bytes, signer: str) -> bytes:
     return _EVENT_CONTEXT + signer.encode() + b"\n" + body
 
 
+def attestation_payload(*, claim: str, fields: Mapping[str, Any], signer: str) -> bytes:
+    """What an attestation covers: a claim (what the fields are for) and its fields, and
+    who vouches for them; canonical as ``command_payload``."""
+    canonical = kombu_json.dumps(
+        {"signer": signer, "claim": claim, "fields": dict(fields)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return _ATTESTATION_CONTEXT + canonical.encode()
+
+
 # --- sign and verify ------------------------------------------------------------
 
 
@@ -322,6 +335,29 @@ def event_verify(*, body: bytes, headers: Mapping | None) -> str:
     return verify(
         headers=headers,
         payload_for=lambda signer: event_payload(body=body, signer=signer),
+        public_key_for=keyring().public_key,
+    )
+
+
+def attest(*, claim: str, fields: Mapping[str, Any]) -> dict[str, str]:
+    """This service vouches for ``fields`` under ``claim``, to a service further on: what a
+    message passed along by another carries (``{"signer", "signature"}``), since that
+    message's own signature names only the last sender (the saga's routing slip)."""
+    signer = settings.SERVICE_NAME
+    payload = attestation_payload(claim=claim, fields=fields, signer=signer)
+    return {"signer": signer, "signature": sign(keyring().private_key(), payload)}
+
+
+def attestation_verify(
+    *, claim: str, fields: Mapping[str, Any], attestation: Any, signer: str
+) -> None:
+    """``SignatureInvalid`` unless ``attestation`` is ``signer``'s, over these ``fields``
+    under ``claim``."""
+    if not isinstance(attestation, Mapping) or attestation.get("signer") != signer:
+        raise SignatureInvalid(f"{claim}: no attestation by {signer}")
+    verify(
+        headers={HEADER_SIGNER: signer, HEADER_SIGNATURE: attestation.get("signature")},
+        payload_for=lambda name: attestation_payload(claim=claim, fields=fields, signer=name),
         public_key_for=keyring().public_key,
     )
 

@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from common.signing import SignatureInvalid, attestation_verify
+from common.testing.signing import attested
 from common.testing.tracing import traceparent_of
 from common.tracing import traceparent_current, tracer
 from orders.errors import ReplyInconsistent
 from orders.models import OrderEvent, OrderStatus, OrderSummary, Saga
-from orders.saga import STEPS, saga_deadlines_check, saga_reply
+from orders.saga import CREDIT_GRANT, STEPS, STOCK_ATTESTATION, saga_deadlines_check, saga_reply
 from orders.selectors import order_events, order_get
 from orders.services import LineRequest, order_cancel_request, order_place
 
@@ -361,3 +363,132 @@ def test_a_reply_from_the_wrong_participant_is_refused_even_when_nothing_waits_f
 
     with pytest.raises(ReplyInconsistent, match="must come from catalog, not users"):
         saga_reply(order_id=order_id, step="stock_release", sender="users", ok=True)
+
+
+# --- the routing slip: catalog passes the credit step on, users answers for both -------
+
+
+def slipped_reply(order_id: str, *, ok: bool = True, stock: dict | None = None, **data) -> None:
+    """Users' answer to the credit step catalog passed on, with catalog's attested stock."""
+    stock = stock or {
+        **STOCK_OK,
+        "attestation": attested(
+            claim=STOCK_ATTESTATION, fields={"order_id": order_id, **STOCK_OK}, signer="catalog"
+        ),
+    }
+    answer = {**(CREDIT_OK if ok else {}), **data, "stock": stock}
+    reason = "" if ok else "credit_limit_exceeded"
+    saga_reply(
+        order_id=order_id, step="credit_reserve", sender="users", ok=ok, reason=reason, data=answer
+    )
+
+
+def test_the_stock_command_carries_the_slip_with_orders_grant_for_the_customer(sent):
+    order_id = place()
+
+    [(task, kwargs)] = sent
+    assert task == "catalog.stock_reserve"
+    assert kwargs["then"]["customer_id"] == "7"
+    grant = kwargs["then"]["grant"]
+    fields = {"order_id": order_id, "customer_id": "7"}
+    attestation_verify(claim=CREDIT_GRANT, fields=fields, attestation=grant, signer="orders")
+    with pytest.raises(SignatureInvalid):  # for this order and customer only
+        attestation_verify(
+            claim=CREDIT_GRANT,
+            fields={**fields, "customer_id": "8"},
+            attestation=grant,
+            signer="orders",
+        )
+
+
+def test_on_the_slip_one_reply_approves_with_the_same_history(sent):
+    order_id = place()
+
+    slipped_reply(order_id)
+
+    assert [task for task, _ in sent] == ["catalog.stock_reserve"]  # users was asked by catalog
+    order = order_get(order_id=order_id)
+    assert order.status == OrderStatus.APPROVED
+    assert [kind for kind, _ in order.history] == [
+        "order.placed",
+        "order.stock_reserved",
+        "order.credit_reserved",
+        "order.approved",
+    ]
+    events = {e.type: e.data for e in OrderEvent.objects.filter(order_id=order_id)}
+    assert events["order.stock_reserved"] == STOCK_OK
+    assert events["order.credit_reserved"] == {"amount": "20.00"}
+    assert events["order.approved"]["lines"] == STOCK_OK["lines"]
+    assert events["order.approved"]["total"] == "20.00"
+    assert OrderSummary.objects.get(order_id=order_id).status == OrderStatus.APPROVED
+    saga = Saga.objects.get(order_id=order_id)
+    assert (saga.state, saga.outcome, saga.pending) == (Saga.State.DONE, "approved", {})
+    slipped_reply(order_id)  # a duplicate answer changes nothing
+    assert len(order_events(order_id=order_id)) == 4
+
+
+def test_on_the_slip_a_credit_refusal_records_the_stock_and_rejects(sent):
+    order_id = place()
+
+    slipped_reply(order_id, ok=False)
+
+    order = order_get(order_id=order_id)
+    assert (order.status, order.rejection_reason) == (
+        OrderStatus.REJECTED,
+        "credit_limit_exceeded",
+    )
+    assert [kind for kind, _ in order.history] == [
+        "order.placed",
+        "order.stock_reserved",
+        "order.credit_refused",
+        "order.rejected",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "why"),
+    [
+        (lambda stock: stock.update(total="2.00"), "does not verify with catalog's key"),
+        (lambda stock: stock.pop("attestation"), "no attestation by catalog"),
+        (
+            lambda stock: stock["attestation"].update(signer="users"),
+            "no attestation by catalog",
+        ),
+    ],
+    ids=["price changed on the way", "no attestation", "users' own"],
+)
+def test_on_the_slip_a_stock_part_catalog_did_not_attest_changes_nothing(sent, tamper, why):
+    order_id = place()
+    before = unchanged(order_id)
+    stock = {
+        **STOCK_OK,
+        "attestation": attested(
+            claim=STOCK_ATTESTATION, fields={"order_id": order_id, **STOCK_OK}, signer="catalog"
+        ),
+    }
+    tamper(stock)
+
+    with pytest.raises(ReplyInconsistent, match=why):
+        slipped_reply(order_id, stock=stock)
+
+    assert unchanged(order_id) == before
+
+
+def test_on_the_slip_credit_for_another_amount_than_the_attested_total_changes_nothing(sent):
+    order_id = place()
+    before = unchanged(order_id)
+
+    with pytest.raises(ReplyInconsistent, match=r"amount '1\.00'"):
+        slipped_reply(order_id, amount="1.00")
+
+    assert unchanged(order_id) == before
+
+
+def test_on_the_slip_a_late_answer_is_asked_again_through_catalog(sent):
+    order_id = place()
+
+    assert saga_deadlines_check(now=timezone.now() + timedelta(hours=1)) == 1
+
+    assert [task for task, _ in sent] == ["catalog.stock_reserve"] * 2
+    assert sent[1][1] == sent[0][1]  # the same slip: catalog passes it on again
+    assert sent[1][1]["order_id"] == order_id

@@ -12,6 +12,7 @@ import pytest
 from accounts.models import CreditAccount, CreditReservation, User
 from accounts.services import credit_release, credit_reserve
 from accounts.tests.factories import UserFactory
+from common.events.broker import events_exchange
 from common.events.consumer import EventConsumer, Outcome
 from common.testing.signing import consume_signed
 
@@ -65,7 +66,8 @@ def test_an_approved_order_needs_nothing_more_from_users():
     customer, order_id = spent("30.00")
 
     body = decision("order.approved", order_id, customer.pk)
-    assert consume_signed(EventConsumer(), body) is Outcome.IGNORED
+    through_binding = {"exchange": events_exchange().name, "routing_key": "order.approved"}
+    assert consume_signed(EventConsumer(), body, **through_binding) is Outcome.IGNORED
 
     assert CreditReservation.objects.get(order_id=order_id).state == "captured"
     assert credit_and_count(customer) == (Decimal("30.00"), 1)

@@ -56,6 +56,7 @@ from common.events.broker import (
     dead_letter_publish,
     dead_letter_queue,
     dead_letter_queue_name,
+    events_exchange,
     events_queue,
     queue_name,
     safe_url,
@@ -203,10 +204,11 @@ class EventConsumer:
         except EventError as exc:
             logger.error("invalid event on %s dead-lettered: %s", self.queue_name, exc)
             return dead_letter(f"invalid event: {_reason(exc)}", 0)
-        if not self.handlers_for(event.type):
-            # A binding left from an older EVENT_HANDLERS (RabbitMQ keeps a durable queue's
-            # bindings): signed by its producer, so no forgery; nothing here reads it, so
-            # there is no schema of ours to check it against either.
+        if exchange == events_exchange().name and not self.handlers_for(event.type):
+            # Through a binding left from an older EVENT_HANDLERS (RabbitMQ keeps a durable
+            # queue's bindings): signed by its producer, so no forgery; nothing here reads
+            # it, so there is no schema of ours to check it against either. (Anything else
+            # of a type nobody here handles is checked, and dead-lettered as unknown.)
             logger.warning(
                 "no handler for %s on %s (a binding left from an older EVENT_HANDLERS?); "
                 "acknowledged without effect",

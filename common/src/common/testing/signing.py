@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 
-from common.signing import event_payload, key_pair_generate, private_key_load, signature_headers
+from common.signing import (
+    attestation_payload,
+    event_payload,
+    key_pair_generate,
+    private_key_load,
+    sign,
+    signature_headers,
+)
 
 SIGNING_SERVICES = ("catalog", "users", "orders")
 _session_folder: list[Path] = []  # the session's key folder, once signing_keys made it
@@ -31,9 +38,20 @@ def event_signed(body: bytes | str, *, signer: str = "orders") -> dict[str, str]
     )
 
 
-def consume_signed(consumer: Any, body: bytes | str, *, signer: str = "orders") -> Any:
-    """``consumer.process(body)`` for a body ``signer`` signed, as its relay sends it."""
-    return consumer.process(body, headers=event_signed(body, signer=signer))
+def attested(*, claim: str, fields: dict[str, Any], signer: str) -> dict[str, str]:
+    """``signer``'s attestation of ``fields`` under ``claim`` (common.signing.attest), made
+    with the session's key of that name."""
+    key = private_key_load(_session_folder[-1] / f"{signer}.pem")
+    payload = attestation_payload(claim=claim, fields=fields, signer=signer)
+    return {"signer": signer, "signature": sign(key, payload)}
+
+
+def consume_signed(
+    consumer: Any, body: bytes | str, *, signer: str = "orders", **delivery: Any
+) -> Any:
+    """``consumer.process(body)`` for a body ``signer`` signed, as its relay sends it
+    (``delivery``: what else the broker would say, e.g. the ``exchange``)."""
+    return consumer.process(body, headers=event_signed(body, signer=signer), **delivery)
 
 
 def signing_identity(settings: Any, folder: Path, service: str) -> Path:

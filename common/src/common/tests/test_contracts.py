@@ -193,7 +193,7 @@ def test_a_command_following_its_schema_passes():
 def test_a_command_against_its_schema_is_refused_naming_the_field():
     with pytest.raises(MessageRefused) as refused:
         command_validate("users.credit_reserve", {"order_id": ORDER_ID, "customer_id": "7"})
-    assert "users.credit_reserve v1: kwargs.amount: 'amount' is a required property" in str(
+    assert "users.credit_reserve v2: kwargs.amount: 'amount' is a required property" in str(
         refused.value
     )
 

@@ -17,6 +17,9 @@ from common.signing import (
     Keyring,
     SenderNotAllowed,
     SignatureInvalid,
+    attest,
+    attestation_payload,
+    attestation_verify,
     command_payload,
     event_payload,
     event_source_check,
@@ -27,6 +30,7 @@ from common.signing import (
     signature_headers,
     verify,
 )
+from common.testing.signing import signing_identity
 
 COMMAND = {
     "task": "catalog.stock_release",
@@ -198,3 +202,29 @@ def test_a_public_key_deployed_later_is_found_without_a_restart(tmp_path):
     )
 
     assert ring.public_key("users") is not None
+
+
+def test_an_attestation_verifies_for_its_signer_claim_and_fields_only(settings, tmp_path):
+    settings.SERVICE_NAME = "orders"
+    signing_identity(settings, tmp_path, "orders")
+    fields = {"order_id": COMMAND["kwargs"]["order_id"], "customer_id": "7"}
+
+    grant = attest(claim="users.credit_reserve", fields=fields)
+
+    assert grant["signer"] == "orders"
+    attestation_verify(
+        claim="users.credit_reserve", fields=fields, attestation=grant, signer="orders"
+    )
+    for claim, changed, signer, attestation, why in [
+        ("users.credit_release", fields, "orders", grant, "does not verify"),
+        ("users.credit_reserve", {**fields, "customer_id": "8"}, "orders", grant, "does not"),
+        ("users.credit_reserve", fields, "catalog", grant, "no attestation by catalog"),
+        ("users.credit_reserve", fields, "orders", None, "no attestation by orders"),
+        ("users.credit_reserve", fields, "orders", {"signer": "orders"}, "no x-signature"),
+    ]:
+        with pytest.raises(SignatureInvalid, match=why):
+            attestation_verify(claim=claim, fields=changed, attestation=attestation, signer=signer)
+    # Domain separation: an attestation's bytes are never a command's or an event's.
+    payload = attestation_payload(claim="catalog.stock_release", fields={}, signer="orders")
+    assert payload != command_payload(**COMMAND, signer="orders")
+    assert not payload.startswith(event_payload(body=b"", signer="orders"))
