@@ -46,6 +46,14 @@ APPROVAL = [
 ]
 
 
+APPROVED_HISTORY = [
+    "order.placed",
+    "order.stock_reserved",
+    "order.credit_reserved",
+    "order.approved",
+]
+
+
 def approve(order_id: str) -> None:
     for step, data in APPROVAL:
         saga_reply(order_id=order_id, step=step, sender=STEPS[step][0], ok=True, data=data)
@@ -61,12 +69,7 @@ def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
     assert sent[1][1] == {"order_id": order_id, "customer_id": "7", "amount": "20.00"}
     order = order_get(order_id=order_id)
     assert order.status == OrderStatus.APPROVED
-    assert [kind for kind, _ in order.history] == [
-        "order.placed",
-        "order.stock_reserved",
-        "order.credit_reserved",
-        "order.approved",
-    ]
+    assert [kind for kind, _ in order.history] == APPROVED_HISTORY
     approved = OrderEvent.objects.get(order_id=order_id, type="order.approved")
     assert approved.data == {
         "customer_id": "7",
@@ -409,12 +412,7 @@ def test_on_the_slip_one_reply_approves_with_the_same_history(sent):
     assert [task for task, _ in sent] == ["catalog.stock_reserve"]  # users was asked by catalog
     order = order_get(order_id=order_id)
     assert order.status == OrderStatus.APPROVED
-    assert [kind for kind, _ in order.history] == [
-        "order.placed",
-        "order.stock_reserved",
-        "order.credit_reserved",
-        "order.approved",
-    ]
+    assert [kind for kind, _ in order.history] == APPROVED_HISTORY
     events = {e.type: e.data for e in OrderEvent.objects.filter(order_id=order_id)}
     assert events["order.stock_reserved"] == STOCK_OK
     assert events["order.credit_reserved"] == {"amount": "20.00"}
