@@ -76,6 +76,10 @@ _REPLACED_UPSTREAM = frozenset(
     | {field.encode() for field in propagate.get_global_textmap().fields}
 )
 _SMALL_BODY = 1_048_576  # relayed in one piece; larger or unknown-length bodies stream
+# The longest path and query passed on: the services' gunicorn reads request lines of at
+# most 8190 bytes (common.gunicorn_conf, gunicorn's ceiling) and answers a longer one with
+# an HTML 414 outside every API document; the method, spaces and "HTTP/1.1" fit in the rest.
+MAX_TARGET_BYTES = 8000
 # The operators' surface, by first path segment: Django's admin (the status page is in
 # it), /metrics, the probes (/health/, /ready/) and the services-only /internal/. A
 # denylist, not an allowlist: this surface is a fixed set of mechanisms (common.urls and
@@ -290,6 +294,21 @@ class GatewayApp:
             if not decision.allowed:
                 status = 429
                 await send_rate_limited(send, decision, request_id)
+                return
+
+            target_bytes = len(scope.get("raw_path") or path.encode()) + len(
+                scope.get("query_string") or b""
+            )
+            if target_bytes > MAX_TARGET_BYTES:
+                status = 414
+                await send_problem(
+                    send,
+                    status=414,
+                    code="uri_too_long",
+                    title="The request URL is too long.",
+                    detail=f"At most {MAX_TARGET_BYTES} bytes of path and query are accepted.",
+                    request_id=request_id,
+                )
                 return
 
             if content_length is not None and (

@@ -108,6 +108,11 @@ _GATEWAY_ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
         {},
     ),
     "413": ("The request body is larger than the gateway accepts (`payload_too_large`).", {}),
+    "414": (
+        "The URL's path and query are longer than the gateway passes on, 8000 bytes "
+        "(`uri_too_long`).",
+        {},
+    ),
     "429": (
         "Too many requests from this client or user (`too_many_requests`); see Retry-After.",
         _RETRY_AFTER,

@@ -37,8 +37,12 @@ def test_proxied_operations_document_the_gateways_own_answers():
         "responses"
     ]
 
-    assert set(responses) == {"200", "401", "406", "408", "413", "429", "502", "503", "504"}
-    assert all(responses[code]["content"] == PROBLEM for code in ("408", "413", "429", "502"))
+    assert set(responses) == {
+        *("200", "401", "406", "408", "413", "414", "429", "502", "503", "504"),
+    }
+    assert all(
+        responses[code]["content"] == PROBLEM for code in ("408", "413", "414", "429", "502")
+    )
     assert "Retry-After" in responses["429"]["headers"]
     assert responses["401"] == {"description": "the service's own"}
 

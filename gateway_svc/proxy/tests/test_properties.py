@@ -92,7 +92,7 @@ CUSTOMER = {
     "roles": ["customer"],
 }
 # What the gateway itself may answer on the proxy and composition paths (problem details).
-GATEWAY_OWN = {401, 404, 405, 408, 413, 429}
+GATEWAY_OWN = {401, 404, 405, 408, 413, 414, 429}
 TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 
 
@@ -424,6 +424,25 @@ def test_any_request_gets_the_upstreams_answer_or_a_gateway_problem(
         assert answer.status < 500, answer.body
     else:
         assert_a_gateway_problem(answer)
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [(b"/api/catalog/products/", b"ids=" + b"1," * 4000), (b"/api/catalog/" + b"a" * 8000, b"")],
+    ids=["long query", "long path"],
+)
+def test_a_url_longer_than_the_services_read_is_a_414_problem_never_passed_on(
+    gateway, loop, upstream, path, query
+):
+    before = len(upstream.received)
+
+    answer = call(loop, gateway, scope_of("GET", path, query))
+
+    assert_a_gateway_problem(answer)
+    assert (answer.status, answer.json()["code"]) == (414, "uri_too_long")
+    assert len(upstream.received) == before
+    just_fits = call(loop, gateway, scope_of("GET", b"/api/catalog/products/", b"q=" + b"a" * 7976))
+    assert just_fits.status == 200
 
 
 def test_a_token_header_nested_thousands_deep_is_a_401_on_the_proxy_path(gateway, loop):
