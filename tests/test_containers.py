@@ -417,7 +417,8 @@ def broker_attempts(stack: Stack, service: str, expected: dict[tuple[str, ...], 
 
 def test_each_service_reaches_on_the_broker_only_what_its_own_user_allows(stack: Stack) -> None:
     """The order above went through; here what each user may not do (common.broker_access)."""
-    # catalog: its own queues, and publishing its replies to orders' exchange; nothing else.
+    # catalog: its own queues, its replies to orders' exchange and the credit step it passes
+    # on to users' (the saga's routing slip); nothing else.
     broker_attempts(
         stack,
         "catalog-worker",
@@ -431,9 +432,20 @@ def test_each_service_reaches_on_the_broker_only_what_its_own_user_allows(stack:
             ("declare", "orders.events"): "refused",
             # The default exchange would reach every queue.
             ("publish", "", "orders"): "refused",
-            ("publish", "users", "users"): "refused",  # a service it never calls
+            # Users' exchange takes it (a routing key bound to nothing: no message lands).
+            ("publish", "users", "nowhere"): "ok",
             ("publish", "events", "order.approved"): "refused",  # it produces no events
             ("login", "guest", "guest"): "refused",  # no default user
+        },
+    )
+    # users: replies to orders only; catalog, which it never calls, refuses it.
+    broker_attempts(
+        stack,
+        "users-worker",
+        {
+            ("passive", "users"): "ok",
+            ("publish", "catalog", "nowhere"): "refused",
+            ("publish", "orders", "nowhere"): "ok",
         },
     )
     # orders: publishes order events only (topic permissions), reads nobody's queue.
