@@ -27,15 +27,3 @@ class InvalidReservation(DomainError):
     code = "invalid_reservation"
     status = status.HTTP_400_BAD_REQUEST
     title = "The reservation request is not valid."
-
-
-class ReservationNotFound(DomainError):
-    code = "reservation_not_found"
-    status = status.HTTP_404_NOT_FOUND
-    title = "No reservation for this order."
-
-
-class ReservationStateConflict(DomainError):
-    code = "reservation_state_conflict"
-    status = status.HTTP_409_CONFLICT
-    title = "The reservation is not in a state that allows this."

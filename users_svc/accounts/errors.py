@@ -33,15 +33,3 @@ class InvalidCreditRequest(DomainError):
     code = "invalid_credit_request"
     status = status.HTTP_400_BAD_REQUEST
     title = "The credit request is not valid."
-
-
-class CreditReservationNotFound(DomainError):
-    code = "credit_reservation_not_found"
-    status = status.HTTP_404_NOT_FOUND
-    title = "No credit reservation for this order."
-
-
-class CreditReservationStateConflict(DomainError):
-    code = "credit_reservation_state_conflict"
-    status = status.HTTP_409_CONFLICT
-    title = "The credit reservation is not in a state that allows this."
