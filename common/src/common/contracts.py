@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError, ValidationError
-from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from common.events.envelope import (
@@ -40,6 +38,7 @@ from common.events.envelope import (
     EVENT_TYPE_PATTERN,
     register_event_type,
 )
+from common.json_schemas import SchemaValidator
 
 KINDS = ("events", "commands")
 _FILE_NAME = re.compile(
@@ -66,8 +65,8 @@ def contracts_dir() -> Path:
     )
 
 
-def _validator(schema: Mapping[str, Any]) -> Validator:
-    return validator_for(schema)(schema, format_checker=FormatChecker())
+def _validator(schema: Mapping[str, Any]) -> SchemaValidator:
+    return SchemaValidator(schema)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -104,7 +103,7 @@ class MessageSchema:
         return _names(self.schema.get("x-consumer"))
 
     @functools.cached_property
-    def validator(self) -> Validator:
+    def validator(self) -> SchemaValidator:
         return _validator(self.schema)
 
 
@@ -198,7 +197,7 @@ class ConsumerContract:
     path: Path
 
     @functools.cached_property
-    def validator(self) -> Validator:
+    def validator(self) -> SchemaValidator:
         return _validator(self.reads)
 
     def data_schema(self) -> dict[str, Any]:
@@ -359,7 +358,7 @@ def _example_problems(contract: ConsumerContract, produced: MessageSchema, where
     return problems
 
 
-def _problems(validator: Validator, instance: Any, *, root: str = "") -> list[str]:
+def _problems(validator: SchemaValidator, instance: Any, *, root: str = "") -> list[str]:
     """Each error as "<path>: <message>", a missing property named in the path."""
     found = []
     for error in sorted(validator.iter_errors(instance), key=_error_order):

@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from jsonschema import FormatChecker
 from jsonschema.exceptions import SchemaError, best_match
-from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
+
+from common.json_schemas import SchemaValidator
 
 # Dot-separated lowercase words: topic routing splits on dots, and "*" or "#"
 # in a type would make it a binding pattern rather than a routing key.
@@ -180,7 +180,7 @@ class Event:
 @dataclass(frozen=True)
 class _EventType:
     schema: Mapping[str, Any]
-    validator: Validator
+    validator: SchemaValidator
 
 
 _registry: dict[tuple[str, int], _EventType] = {}
@@ -214,7 +214,7 @@ def register_event_type(event_type: str, schema: Mapping[str, Any], *, version: 
                 )
             return
         _registry[(event_type, version)] = _EventType(
-            schema=schema, validator=validator_class(schema, format_checker=FormatChecker())
+            schema=schema, validator=SchemaValidator(schema)
         )
 
 
