@@ -61,6 +61,7 @@ from common.events.broker import (
 from common.events.models import OutboxRecord
 from common.events.outbox import notify_channel, outbox_model
 from common.signing import event_sign
+from common.sql import columns, rows_read
 from common.tracing import trace_context_extract, trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ class OutboxRelay:
             self._claim = (
                 f"UPDATE {table} SET published_at = %s WHERE {pk} IN ("  # noqa: S608
                 f"SELECT {pk} FROM {table} WHERE published_at IS NULL "
-                f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING *"
+                f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {columns(self.model, using=self.using)}"
             )
         return self._claim
 
@@ -259,9 +261,13 @@ class OutboxRelay:
         with connections[self.using].cursor() as cursor:
             # Losing these marks in a database crash only means publishing the
             # rows again (consumers are idempotent), so the commit need not
-            # wait for its WAL flush.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        rows = list(rows_of.raw(self._claim_sql(), [timezone.now(), self.batch_size]))
+            # wait for its WAL flush. Sent with the claim: one round trip.
+            cursor.execute(
+                "SET LOCAL synchronous_commit TO OFF; " + self._claim_sql(),
+                [timezone.now(), self.batch_size],
+            )
+            # common.sql, not a RawQuerySet: that was a quarter of the relay's CPU.
+            rows = rows_read(self.model, cursor, using=self.using)
         ordering = self.model.outbox_ordering  # RETURNING keeps no order
         rows.sort(key=lambda row: tuple(getattr(row, name) for name in ordering))
         return rows

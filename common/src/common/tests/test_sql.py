@@ -1,0 +1,100 @@
+"""common.sql: plain statements write and read rows as the ORM does (real PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from common.events.models import InboxMessage, OutboxMessage
+from common.sql import columns, row_update, rows_insert, rows_read
+
+pytestmark = pytest.mark.django_db
+
+
+def outbox_row(**changes) -> OutboxMessage:
+    values = {
+        "id": uuid.uuid4(),
+        "type": "order.placed",
+        "subject": "o-1",
+        "envelope": {"data": {"lines": [{"product_id": 1, "unit_price": "9.50"}]}, "ü": "ß"},
+        "created_at": datetime(2026, 12, 6, 20, 15, 30, 123456, tzinfo=UTC),
+    }
+    return OutboxMessage(**{**values, **changes})
+
+
+def fields_of(row) -> dict:
+    return {field.attname: getattr(row, field.attname) for field in row._meta.concrete_fields}
+
+
+def test_inserted_rows_read_back_through_the_orm_as_written():
+    rows = [outbox_row(), outbox_row(subject="o-2", published_at=timezone.now(), attempts=2)]
+
+    rows_insert(rows)
+
+    for row in rows:
+        assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(row)
+
+
+def test_insert_sets_auto_now_add_on_the_objects_and_leaves_auto_ids_to_the_database():
+    before = timezone.now()
+    row = InboxMessage(consumer="q", message_id=uuid.uuid4(), type="order.placed")
+
+    rows_insert([row])
+
+    assert row.pk is None
+    stored = InboxMessage.objects.get(message_id=row.message_id)
+    assert before <= row.processed_at == stored.processed_at <= timezone.now()
+
+
+def test_a_duplicate_insert_raises_djangos_integrity_error_and_writes_nothing():
+    first = outbox_row()
+    rows_insert([first])
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows_insert([outbox_row(), outbox_row(id=first.id)])
+
+    assert OutboxMessage.objects.count() == 1
+
+
+def test_update_changes_the_named_fields_of_one_row():
+    row, other = outbox_row(), outbox_row()
+    rows_insert([row, other])
+    published = timezone.now() + timedelta(seconds=5)
+
+    changed = row_update(
+        OutboxMessage, pk=row.pk, fields={"published_at": published, "envelope": {"n": [1, 2]}}
+    )
+
+    assert changed == 1
+    stored = OutboxMessage.objects.get(pk=row.pk)
+    assert (stored.published_at, stored.envelope, stored.subject) == (
+        published,
+        {"n": [1, 2]},
+        "o-1",
+    )
+    assert fields_of(OutboxMessage.objects.get(pk=other.pk)) == fields_of(other)
+
+
+def test_update_of_a_missing_row_changes_nothing():
+    assert row_update(OutboxMessage, pk=uuid.uuid4(), fields={"attempts": 3}) == 0
+
+
+def test_rows_read_gives_the_instances_the_orm_would():
+    rows = [outbox_row(), outbox_row(published_at=timezone.now())]
+    rows_insert(rows)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns(OutboxMessage)} FROM {OutboxMessage._meta.db_table} ORDER BY subject"  # noqa: S608
+        )
+        read = rows_read(OutboxMessage, cursor)
+
+    assert [fields_of(row) for row in read] == [
+        fields_of(row) for row in OutboxMessage.objects.order_by("subject")
+    ]
+    assert all(isinstance(row.envelope, dict) and isinstance(row.id, uuid.UUID) for row in read)
+    assert all(not row._state.adding for row in read)  # as loaded: save() updates
