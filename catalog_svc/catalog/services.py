@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -166,14 +166,7 @@ def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
     INSERT, and one locking read brings each line's stock and product.
     """
     reservation = StockReservation.objects.create(order_id=order_id, state=State.COMMITTED)
-    # Rows are locked in product order so two orders never wait on each other crosswise.
-    stocks = {
-        stock.pk: stock
-        for stock in Stock.objects.select_for_update(of=("self",))
-        .select_related("product")
-        .filter(pk__in=list(wanted))
-        .order_by("pk")
-    }
+    stocks = _shelves_locked(list(wanted))
     if refusal := _refusal(wanted, stocks):
         reason, product_ids = refusal
         reservation.state, reservation.reason = State.REFUSED, reason
@@ -181,28 +174,97 @@ def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
         reservation.save(update_fields=["state", "reason", "refused_product_ids", "updated_at"])
         return reservation
 
-    now = timezone.now()
-    for stock in stocks.values():
-        stock.on_hand -= wanted[stock.pk]
-        stock.updated_at = now
-    # The rows are locked: one UPDATE sets every line's new count.
-    Stock.objects.bulk_update(stocks.values(), ["on_hand", "updated_at"])
-    reservation.held_lines = StockReservationLine.objects.bulk_create(
+    reservation.held_lines = [
         StockReservationLine(
             reservation=reservation,
             product_id=product_id,
             quantity=quantity,
-            unit_price=stocks[product_id].product.price,
+            unit_price=stocks[product_id].price,
         )
         for product_id, quantity in sorted(wanted.items())
-    )
-    sold_counts_add(lines=[SoldLine(pid, quantity) for pid, quantity in sorted(wanted.items())])
+    ]
+    _taken_write(reservation.held_lines)
     return reservation
 
 
-def _refusal(wanted: dict[int, int], stocks: dict[int, Stock]) -> tuple[str, set[int]] | None:
+def _taken_write(lines: list[StockReservationLine]) -> None:
+    """Write a reserve's lines, each product's stock and sold count, in as few statements
+    as the lines take: one multi-row INSERT, one UPDATE per product and table.
+
+    Plain SQL, as portable as the ORM's (PostgreSQL and SQLite): the ORM's bulk_update,
+    bulk_create and F() updates cost 1.8 ms of the catalog worker's 6.3 ms an order
+    in compiling alone (issue #16, py-spy); these statements cost 0.2 ms. The stock
+    rows are locked (``_reserve``'s read), so nothing changes them meanwhile; the
+    CHECK constraints still guard each row.
+    """
+    # As the ORM keeps it (SQLite: UTC text without an offset).
+    now = Stock._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
+    line_table = StockReservationLine._meta.db_table
+    stock_table, product_table = Stock._meta.db_table, Product._meta.db_table
+    with connection.cursor() as cursor:
+        # Table names from the models' own meta; values are parameters.
+        cursor.execute(
+            f"INSERT INTO {line_table} (reservation_id, product_id, quantity, unit_price) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(lines))}",
+            [
+                value
+                for line in lines
+                for value in (line.reservation_id, line.product_id, line.quantity, line.unit_price)
+            ],
+        )
+        cursor.executemany(
+            f"UPDATE {stock_table} SET on_hand = on_hand - %s, updated_at = %s "  # noqa: S608
+            "WHERE product_id = %s",
+            [(line.quantity, now, line.product_id) for line in lines],
+        )
+        cursor.executemany(
+            f"UPDATE {product_table} SET sold_count = sold_count + %s WHERE id = %s",  # noqa: S608
+            [(line.quantity, line.product_id) for line in lines],
+        )
+
+
+@dataclass(frozen=True)
+class _Shelf:
+    """A product's stock as a reserve reads it, locked: what it may take, at what price."""
+
+    available: int
+    price: Decimal
+    active: bool
+
+
+def _shelves_locked(product_ids: list[int]) -> dict[int, _Shelf]:
+    """Each product's stock row (locked, in product order so two orders never wait on each
+    other crosswise) with its product's price and whether it is on sale.
+
+    Plain SQL for the reason ``_taken_write`` gives: the ORM's locking read with its
+    join cost 1.2 ms an order in the catalog worker (issue #16).
+    """
+    stock_table, product_table = Stock._meta.db_table, Product._meta.db_table
+    # SQLite has no row locks (its writer lock serialises reserves); PostgreSQL locks
+    # the stock rows only, as select_for_update(of=("self",)) did.
+    lock = " FOR UPDATE OF s" if connection.features.has_select_for_update_of else ""
+    places = Product._meta.get_field("price").decimal_places
+    with connection.cursor() as cursor:
+        # Table names from the models' own meta; values are parameters.
+        cursor.execute(
+            f"SELECT s.product_id, s.on_hand - s.reserved, p.price, p.active "  # noqa: S608
+            f"FROM {stock_table} s JOIN {product_table} p ON p.id = s.product_id "
+            f"WHERE s.product_id IN ({', '.join(['%s'] * len(product_ids))}) "
+            f"ORDER BY s.product_id{lock}",
+            product_ids,
+        )
+        return {
+            # SQLite hands back a decimal column as a float: the price as written.
+            product_id: _Shelf(
+                available, Decimal(str(price)).quantize(Decimal(1).scaleb(-places)), bool(active)
+            )
+            for product_id, available, price, active in cursor.fetchall()
+        }
+
+
+def _refusal(wanted: dict[int, int], stocks: dict[int, _Shelf]) -> tuple[str, set[int]] | None:
     """Why the order cannot have its stock (reason, product ids), or None."""
-    active = {pid: stock.product.active for pid, stock in stocks.items()}
+    active = {pid: stock.active for pid, stock in stocks.items()}
     if unlisted := wanted.keys() - stocks.keys():
         # Not found, or (rarer) a product without a stock row: read on this path only.
         active |= dict(Product.objects.filter(pk__in=list(unlisted)).values_list("pk", "active"))

@@ -10,7 +10,7 @@ from uuid import UUID
 from django.contrib.auth import authenticate
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
 
@@ -128,20 +128,41 @@ def _refuse(
 
 
 def _reserve(order_id: UUID, customer_id: int, amount: Decimal) -> CreditReservation:
-    account = (
-        CreditAccount.objects.select_for_update()
-        .select_related("user")
-        .filter(user_id=customer_id)
-        .first()
-    )
-    if account is None:
-        return _refuse(order_id, None, amount, "customer_not_found")
-    if not account.user.is_active:
-        return _refuse(order_id, customer_id, amount, "customer_inactive")
-    if account.available < amount:
-        return _refuse(order_id, customer_id, amount, "credit_limit_exceeded")
-    CreditAccount.objects.filter(pk=account.pk).update(reserved=F("reserved") + amount)
-    order_count_add(customer_id=customer_id, delta=1)
+    """Spend the credit and count the order, or record the refusal.
+
+    The account's locking read and the two writes are plain SQL: through the ORM
+    (select_for_update with its join, two F() updates) they cost about 1 ms of the
+    users worker's 5.5 ms an order in compiling alone (issue #16, py-spy).
+    """
+    account_table, user_table = CreditAccount._meta.db_table, User._meta.db_table
+    # SQLite has no row locks (its writer lock serialises reserves).
+    lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
+    with connection.cursor() as cursor:
+        # Table names from the models' own meta; values are parameters.
+        cursor.execute(
+            f"SELECT a.credit_limit - a.reserved, u.is_active FROM {account_table} a "  # noqa: S608
+            f"JOIN {user_table} u ON u.id = a.user_id WHERE a.user_id = %s{lock}",
+            [customer_id],
+        )
+        account = cursor.fetchone()
+        if account is None:
+            return _refuse(order_id, None, amount, "customer_not_found")
+        available, active = account
+        if not active:
+            return _refuse(order_id, customer_id, amount, "customer_inactive")
+        # SQLite hands back a decimal column as a float.
+        if Decimal(str(available)) < amount:
+            return _refuse(order_id, customer_id, amount, "credit_limit_exceeded")
+        cursor.execute(
+            f"UPDATE {account_table} SET reserved = reserved + %s WHERE user_id = %s",  # noqa: S608
+            [amount, customer_id],
+        )
+        # order_count_add(delta=1) in one statement: the account row is locked, so the
+        # customer exists.
+        cursor.execute(
+            f"UPDATE {user_table} SET order_count = order_count + 1 WHERE id = %s",  # noqa: S608
+            [customer_id],
+        )
     return CreditReservation.objects.create(
         order_id=order_id, customer_id=customer_id, amount=amount, state=State.CAPTURED
     )

@@ -47,7 +47,10 @@ def test_reserve_takes_every_line_off_the_shelf_counts_it_sold_and_returns_unit_
         (phone.pk, 2, Decimal("199.90")),
         (case.pk, 3, Decimal("9.50")),
     }
-    assert reservation.held_lines == list(reservation.lines.all())  # what its reply reads
+    # What its reply reads: the lines as written.
+    assert [
+        (line.product_id, line.quantity, line.unit_price) for line in reservation.held_lines
+    ] == [(line.product_id, line.quantity, line.unit_price) for line in reservation.lines.all()]
     assert (shelf(phone), stock_of(phone).available) == ((3, 0, 2), 3)
     assert (shelf(case), stock_of(case).available) == ((7, 0, 3), 7)
 
