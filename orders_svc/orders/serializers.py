@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 from rest_framework import serializers
 
 from orders.domain import Order
@@ -51,6 +55,48 @@ class OrderSerializer(serializers.Serializer):
         return HistorySerializer(
             [{"type": kind, "at": at} for kind, at in order.history], many=True
         ).data
+
+    def to_representation(self, order: Order) -> dict[str, Any]:
+        """What the declared fields make of the order, written out with their own formats.
+
+        DRF deep-copies every declared field, and the nested serializers' for each line
+        and history entry, for every instance: 0.6 ms of the orders POST's 6.5 ms (issue
+        #16, py-spy). The declared fields stay the documented shape; a test holds the two
+        equal (``test_serializers``)."""
+        return {
+            "id": str(order.id),
+            "customer_id": str(order.customer_id),
+            "status": str(order.status),
+            "lines": [
+                {
+                    "product_id": int(line.product_id),
+                    "quantity": int(line.quantity),
+                    "unit_price": _money(line.unit_price),
+                }
+                for line in order.lines
+            ],
+            "total": _money(order.total),
+            "currency": str(order.currency),
+            "rejection_reason": str(order.rejection_reason),
+            "cancel_requested": bool(order.cancel_requested),
+            "created_at": _moment(order.created_at),
+            "updated_at": _moment(order.updated_at),
+            "history": [{"type": str(kind), "at": _moment(at)} for kind, at in order.history],
+        }
+
+
+# The formats of OrderSerializer's declared fields, made once (unbound: neither reads its
+# parent or context to format a value).
+_MONEY = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+_MOMENT = serializers.DateTimeField()
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else _MONEY.to_representation(value)
+
+
+def _moment(value: datetime | None) -> str | None:
+    return None if value is None else _MOMENT.to_representation(value)
 
 
 class OrderSummarySerializer(serializers.ModelSerializer):
