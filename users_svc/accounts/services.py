@@ -22,6 +22,7 @@ from accounts.errors import (
 )
 from accounts.models import Address, CreditAccount, CreditReservation, User, normalize_email
 from accounts.selectors import credit_reservation_get
+from common.sql import row_insert
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +164,11 @@ def _reserve(order_id: UUID, customer_id: int, amount: Decimal) -> CreditReserva
             f"UPDATE {user_table} SET order_count = order_count + 1 WHERE id = %s",  # noqa: S608
             [customer_id],
         )
-    return CreditReservation.objects.create(
+    reservation = CreditReservation(
         order_id=order_id, customer_id=customer_id, amount=amount, state=State.CAPTURED
     )
+    row_insert(reservation)  # objects.create(), less the ORM's compiling (common.sql)
+    return reservation
 
 
 def credit_reserve(*, customer_id: int, order_id: UUID, amount: Decimal) -> CreditReservation:

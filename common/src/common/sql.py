@@ -50,6 +50,30 @@ def rows_insert(rows: Sequence[models.Model], *, using: str = "default") -> None
         )
 
 
+def row_insert(row: models.Model, *, using: str = "default") -> None:
+    """INSERT one row and set its auto id on it: ``save(force_insert=True)``, less the
+    compiling (``auto_now`` fields set as ``save()`` sets them)."""
+    meta = row._meta
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    auto = meta.pk if _auto(meta.pk) else None
+    fields = [field for field in meta.concrete_fields if field is not auto]
+    params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
+    returning = auto is not None and connection.features.can_return_columns_from_insert
+    with connection.cursor() as cursor:
+        # Names from the model's own meta, quoted; values are parameters.
+        cursor.execute(
+            f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
+            f"({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+            + (f" RETURNING {quote(auto.column)}" if returning else ""),
+            params,
+        )
+        if auto is not None:
+            row.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    row._state.adding, row._state.db = False, using
+
+
 def row_update(
     model: type[models.Model], *, pk: Any, fields: Mapping[str, Any], using: str = "default"
 ) -> int:

@@ -269,6 +269,22 @@ def test_a_command_is_sent_signed_by_the_sending_service(queue, celery_up, setti
     assert signer == headers[0][HEADER_SIGNER] == settings.SERVICE_NAME
 
 
+@pytest.mark.django_db(transaction=True)
+def test_monitors_see_a_commands_argument_names_and_order_id_not_its_contents(
+    queue, celery_up, settings
+):
+    settings.CHAOS_DUPLICATE_DELIVERY = False
+    headers: list[dict] = []
+    grant = {"signer": "orders", "signature": "c2VjcmV0"}
+    command_publish(task="svc.do", queue=queue, kwargs={"order_id": "o-1", "grant": grant})
+
+    assert received(queue, headers=headers) == [("svc.do", {"order_id": "o-1", "grant": grant})]
+    assert (headers[0]["argsrepr"], headers[0]["kwargsrepr"]) == (
+        "()",
+        "{'order_id': 'o-1', 'grant': ...}",
+    )
+
+
 def test_a_command_signed_by_an_allowed_sender_runs_and_knows_who_sent_it(verifying, signing_keys):
     app, done = verifying
     task_id = str(uuid.uuid4())

@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common.events.models import InboxMessage, OutboxMessage
-from common.sql import columns, row_update, rows_insert, rows_read
+from common.sql import columns, row_insert, row_update, rows_insert, rows_read
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,25 @@ def test_rows_read_gives_the_instances_the_orm_would():
     ]
     assert all(isinstance(row.envelope, dict) and isinstance(row.id, uuid.UUID) for row in read)
     assert all(not row._state.adding for row in read)  # as loaded: save() updates
+
+
+def test_insert_of_one_row_sets_its_auto_id_and_leaves_it_as_loaded():
+    row = InboxMessage(consumer="q", message_id=uuid.uuid4(), type="order.placed")
+
+    row_insert(row)
+
+    assert row.pk is not None
+    assert not row._state.adding
+    assert fields_of(InboxMessage.objects.get(pk=row.pk)) == fields_of(row)
+    row.type = "order.approved"
+    row.save()  # an UPDATE of the row written, not a second INSERT
+    assert InboxMessage.objects.get(pk=row.pk).type == "order.approved"
+    assert InboxMessage.objects.count() == 1
+
+
+def test_insert_of_one_row_with_its_own_key():
+    row = outbox_row()
+
+    row_insert(row)
+
+    assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(row)
