@@ -4,11 +4,14 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import environ
+import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
@@ -163,6 +166,46 @@ def test_gunicorn_logging_config_loads(tmp_path):
     assert result.returncode == 0, result.stderr
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert (line["logger"], line["message"], line["service"]) == ("gunicorn.error", "up", "users")
+
+
+@pytest.mark.parametrize(("access_log", "lines"), [("true", 1), ("false", 0)])
+def test_gunicorn_writes_access_lines_only_when_asked(tmp_path, access_log, lines):
+    (tmp_path / "tiny.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n"
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:common.gunicorn_conf"]
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and config
+        [*command, "--bind", f"127.0.0.1:{port}", "tiny:app"],
+        cwd=tmp_path,
+        env={**os.environ, "ACCESS_LOG": access_log, "LOG_FORMAT": "json", "SERVICE": "tiny"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # until it listens
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("gunicorn did not start")
+                time.sleep(0.05)
+        assert answer.text == "ok"
+    finally:
+        server.terminate()
+        out, _ = server.communicate(timeout=15)
+
+    access = [json.loads(line) for line in out.splitlines() if "/ping" in line]
+    assert len(access) == lines
+    if lines:
+        assert (access[0]["logger"], access[0]["service"]) == ("gunicorn.access", "tiny")
 
 
 def env_with(monkeypatch, **values):
