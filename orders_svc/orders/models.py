@@ -184,3 +184,12 @@ class Saga(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.order_id}: {self.state}"
+
+    def waiting(self) -> list[str]:
+        """The steps whose answers the saga waits for: each command it sent, and the credit
+        step its stock command carries on to users (the routing slip), who answers it."""
+        steps = set(self.pending)
+        asked = self.pending.get("stock_reserve")
+        if isinstance(asked, dict) and "then" in asked:
+            steps.add("credit_reserve")
+        return sorted(steps)

@@ -143,4 +143,4 @@ class SagaSerializer(serializers.ModelSerializer):
         ]
 
     def get_waiting(self, saga: Saga) -> list[str]:
-        return sorted(saga.pending)
+        return saga.waiting()

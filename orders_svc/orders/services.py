@@ -15,7 +15,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from opentelemetry import trace
 
-from common.events import event_data_validate, outbox_notify
+from common.events import event_data_validate, outbox_notify_statement
 from common.sql import row_update, rows_insert
 from common.tracing import trace_context_inject
 from orders.domain import Order
@@ -68,8 +68,9 @@ def order_append_many(*, order: Order, events: Sequence[tuple[str, dict[str, Any
         # anyway (nothing may be written on a stale order), and the savepoint's
         # two statements are on the saga's hot path.
         with transaction.atomic(savepoint=False):
-            rows_insert(rows)  # bulk_create's statement without its compiling (common.sql)
-            outbox_notify()
+            # bulk_create's statement without its compiling, and the relay's wake-up
+            # in the same round trip (common.sql).
+            rows_insert(rows, then=outbox_notify_statement())
     except IntegrityError:
         raise ConcurrencyConflict(
             f"Order {order.id} moved past version {order.version} meanwhile."

@@ -22,11 +22,18 @@ from django.db import connections, models
 from django.db.backends.utils import CursorWrapper
 
 
-def rows_insert(rows: Sequence[models.Model], *, using: str = "default") -> None:
+def rows_insert(
+    rows: Sequence[models.Model],
+    *,
+    using: str = "default",
+    then: tuple[str, Sequence[Any]] | None = None,
+) -> None:
     """INSERT the rows (of one model) in one statement, without reading their ids back.
 
     ``auto_now`` and ``auto_now_add`` values are set on the objects, as ``save()``
-    would; an auto id stays unset on them.
+    would; an auto id stays unset on them. ``then`` (statement, parameters) is sent
+    in the same round trip, after the INSERT (PostgreSQL only: SQLite runs one
+    statement a call).
     """
     if not rows:
         return
@@ -40,14 +47,15 @@ def rows_insert(rows: Sequence[models.Model], *, using: str = "default") -> None
             field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields
         )
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    statement = (
+        f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608 - names from the model's meta
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([placeholders] * len(rows))}"
+    )
+    if then is not None:
+        statement, params = f"{statement}; {then[0]}", [*params, *then[1]]
     with connection.cursor() as cursor:
-        # Names from the model's own meta, quoted; values are parameters.
-        cursor.execute(
-            f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
-            f"({', '.join(quote(field.column) for field in fields)}) "
-            f"VALUES {', '.join([placeholders] * len(rows))}",
-            params,
-        )
+        cursor.execute(statement, params)  # values are parameters
 
 
 def row_insert(row: models.Model, *, using: str = "default") -> None:

@@ -45,6 +45,18 @@ def saga(state: str, *, needs_attention: bool = False, deadline: datetime | None
     )
 
 
+def test_a_saga_whose_stock_command_carries_the_credit_step_waits_for_both(
+    orders, service_metadata
+):
+    slip = saga(Saga.State.RESERVING_STOCK)
+    slip.pending = {"stock_reserve": {"order_id": str(slip.order_id), "then": {"grant": {}}}}
+    slip.save()
+
+    (row,) = _list(orders, service_metadata).sagas
+
+    assert list(row.waiting) == ["credit_reserve", "stock_reserve"]
+
+
 def _list(orders, metadata, limit: int = 0) -> orders_pb2.ListUnfinishedSagasResponse:
     request = orders_pb2.ListUnfinishedSagasRequest(limit=limit)
     return orders.ListUnfinishedSagas(request, metadata=metadata, timeout=10)

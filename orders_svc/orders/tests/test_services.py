@@ -1,3 +1,5 @@
+import select
+import time
 from decimal import Decimal
 
 import pytest
@@ -122,3 +124,32 @@ def test_the_rebuilt_read_model_equals_the_live_one():
 
     assert count == 4
     assert list(OrderSummary.objects.order_by("order_id").values()) == live
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_append_wakes_the_relay(settings):
+    import psycopg2
+    from django.db import connection
+
+    from common.events.outbox import notify_channel
+
+    listener = psycopg2.connect(**connection.get_connection_params())
+    listener.autocommit = True
+    try:
+        with listener.cursor() as cursor:
+            cursor.execute(f"LISTEN {notify_channel(settings.SERVICE_NAME)}")
+        with transaction.atomic():
+            order_place(customer_id="42", lines=LINES)
+            listener.poll()
+            assert listener.notifies == []  # nothing before the commit
+
+        # Sent at commit: wait for it to reach the socket (an event, not a sleep).
+        deadline = time.monotonic() + 10
+        while not listener.notifies and time.monotonic() < deadline:
+            select.select([listener], [], [], deadline - time.monotonic())
+            listener.poll()
+        assert [note.channel for note in listener.notifies] == [
+            notify_channel(settings.SERVICE_NAME)
+        ]
+    finally:
+        listener.close()

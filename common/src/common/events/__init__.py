@@ -32,7 +32,12 @@ from common.events.envelope import (
     registered_event_types,
     registered_event_versions,
 )
-from common.events.outbox import OutboxError, event_record, outbox_notify
+from common.events.outbox import (
+    OutboxError,
+    event_record,
+    outbox_notify,
+    outbox_notify_statement,
+)
 
 __all__ = [
     "Event",
@@ -47,6 +52,7 @@ __all__ = [
     "event_parse",
     "event_record",
     "outbox_notify",
+    "outbox_notify_statement",
     "register_event_type",
     "registered_event_types",
     "registered_event_versions",

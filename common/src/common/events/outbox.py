@@ -117,12 +117,20 @@ def outbox_notify(*, using: str = DEFAULT_DB_ALIAS) -> None:
     ``event_record`` calls it; a service writing its own ``OUTBOX_MODEL`` rows
     calls it in the same transaction.
     """
-    connection = transaction.get_connection(using)
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            # Delivered to listeners at commit, dropped on rollback; PostgreSQL
-            # folds repeated identical notifications of one transaction.
-            cursor.execute("SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)])
+    statement = outbox_notify_statement(using=using)
+    if statement is not None:
+        with transaction.get_connection(using).cursor() as cursor:
+            cursor.execute(*statement)
+
+
+def outbox_notify_statement(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[str]] | None:
+    """``outbox_notify``'s statement and parameters, for a caller that sends it with its own
+    (one round trip: ``common.sql.rows_insert(then=...)``); None where there is none."""
+    if transaction.get_connection(using).vendor != "postgresql":
+        return None
+    # Delivered to listeners at commit, dropped on rollback; PostgreSQL folds
+    # repeated identical notifications of one transaction.
+    return "SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)]
 
 
 def outbox_model() -> type[OutboxRecord]:

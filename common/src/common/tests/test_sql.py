@@ -120,3 +120,14 @@ def test_insert_of_one_row_with_its_own_key():
     row_insert(row)
 
     assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(row)
+
+
+def test_insert_sends_a_statement_after_it_in_the_same_round_trip():
+    earlier, row = outbox_row(), outbox_row()
+    rows_insert([earlier])
+    table = OutboxMessage._meta.db_table
+
+    rows_insert([row], then=(f"UPDATE {table} SET attempts = %s WHERE id = %s", [5, earlier.id]))  # noqa: S608
+
+    assert OutboxMessage.objects.get(pk=row.pk).attempts == 0
+    assert OutboxMessage.objects.get(pk=earlier.pk).attempts == 5
