@@ -25,7 +25,7 @@ from catalog.models import (
     StockReservationLine,
 )
 from catalog.selectors import reservation_get
-from common.sql import row_insert
+from common.sql import insert_statement, row_insert, statements_run
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ def _reserve(order_id: UUID, wanted: dict[int, int]) -> StockReservation:
 
 
 def _taken_write(lines: list[StockReservationLine]) -> None:
-    """Write a reserve's lines, each product's stock and sold count, in as few statements
-    as the lines take: one multi-row INSERT, one UPDATE per product and table.
+    """Write a reserve's lines, each product's stock and sold count: one multi-row INSERT
+    and one UPDATE per product and table, in one round trip on PostgreSQL.
 
     Plain SQL, as portable as the ORM's (PostgreSQL and SQLite): the ORM's bulk_update,
     bulk_create and F() updates cost 1.8 ms of the catalog worker's 6.3 ms an order
@@ -201,28 +201,28 @@ def _taken_write(lines: list[StockReservationLine]) -> None:
     """
     # As the ORM keeps it (SQLite: UTC text without an offset).
     now = Stock._meta.get_field("updated_at").get_db_prep_save(timezone.now(), connection)
-    line_table = StockReservationLine._meta.db_table
     stock_table, product_table = Stock._meta.db_table, Product._meta.db_table
-    with connection.cursor() as cursor:
-        # Table names from the models' own meta; values are parameters.
-        cursor.execute(
-            f"INSERT INTO {line_table} (reservation_id, product_id, quantity, unit_price) "  # noqa: S608
-            f"VALUES {', '.join(['(%s, %s, %s, %s)'] * len(lines))}",
-            [
-                value
+    # Table names from the models' own meta; values are parameters.
+    statements_run(
+        [
+            insert_statement(lines),
+            *(
+                (
+                    f"UPDATE {stock_table} SET on_hand = on_hand - %s, updated_at = %s "  # noqa: S608
+                    "WHERE product_id = %s",
+                    [line.quantity, now, line.product_id],
+                )
                 for line in lines
-                for value in (line.reservation_id, line.product_id, line.quantity, line.unit_price)
-            ],
-        )
-        cursor.executemany(
-            f"UPDATE {stock_table} SET on_hand = on_hand - %s, updated_at = %s "  # noqa: S608
-            "WHERE product_id = %s",
-            [(line.quantity, now, line.product_id) for line in lines],
-        )
-        cursor.executemany(
-            f"UPDATE {product_table} SET sold_count = sold_count + %s WHERE id = %s",  # noqa: S608
-            [(line.quantity, line.product_id) for line in lines],
-        )
+            ),
+            *(
+                (
+                    f"UPDATE {product_table} SET sold_count = sold_count + %s WHERE id = %s",  # noqa: S608
+                    [line.quantity, line.product_id],
+                )
+                for line in lines
+            ),
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -21,22 +21,29 @@ from typing import Any
 from django.db import connections, models
 from django.db.backends.utils import CursorWrapper
 
+Statement = tuple[str, Sequence[Any]]  # SQL with %s placeholders, and its parameters
 
-def rows_insert(
-    rows: Sequence[models.Model],
-    *,
-    using: str = "default",
-    then: tuple[str, Sequence[Any]] | None = None,
-) -> None:
-    """INSERT the rows (of one model) in one statement, without reading their ids back.
 
-    ``auto_now`` and ``auto_now_add`` values are set on the objects, as ``save()``
-    would; an auto id stays unset on them. ``then`` (statement, parameters) is sent
-    in the same round trip, after the INSERT (PostgreSQL only: SQLite runs one
-    statement a call).
-    """
-    if not rows:
-        return
+def statements_run(statements: Sequence[Statement | None], *, using: str = "default") -> None:
+    """Run the statements (None ones skipped) in order: in one round trip on PostgreSQL,
+    one call each elsewhere (SQLite runs one statement a call)."""
+    present = [statement for statement in statements if statement is not None]
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and len(present) > 1:
+            cursor.execute(
+                "; ".join(sql for sql, _ in present),
+                [value for _, params in present for value in params],
+            )
+        else:
+            for sql, params in present:
+                cursor.execute(sql, params)
+
+
+def insert_statement(rows: Sequence[models.Model], *, using: str = "default") -> Statement:
+    """The INSERT of the rows (of one model) in one statement, their ids left to the
+    database; ``auto_now`` and ``auto_now_add`` values are set on the objects, as
+    ``save()`` would."""
     meta = rows[0]._meta
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -47,15 +54,22 @@ def rows_insert(
             field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields
         )
     placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    statement = (
+    return (
         f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608 - names from the model's meta
         f"({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES {', '.join([placeholders] * len(rows))}"
+        f"VALUES {', '.join([placeholders] * len(rows))}",
+        params,
     )
-    if then is not None:
-        statement, params = f"{statement}; {then[0]}", [*params, *then[1]]
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)  # values are parameters
+
+
+def rows_insert(
+    rows: Sequence[models.Model], *, using: str = "default", then: Statement | None = None
+) -> None:
+    """INSERT the rows (of one model) in one statement, without reading their ids back
+    (an auto id stays unset on them); ``then`` runs after it, in the same round trip on
+    PostgreSQL (``statements_run``)."""
+    if rows:
+        statements_run([insert_statement(rows, using=using), then], using=using)
 
 
 def row_insert(row: models.Model, *, using: str = "default") -> None:

@@ -10,7 +10,15 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common.events.models import InboxMessage, OutboxMessage
-from common.sql import columns, row_insert, row_update, rows_insert, rows_read
+from common.sql import (
+    columns,
+    insert_statement,
+    row_insert,
+    row_update,
+    rows_insert,
+    rows_read,
+    statements_run,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -131,3 +139,17 @@ def test_insert_sends_a_statement_after_it_in_the_same_round_trip():
 
     assert OutboxMessage.objects.get(pk=row.pk).attempts == 0
     assert OutboxMessage.objects.get(pk=earlier.pk).attempts == 5
+
+
+def test_statements_run_in_order_in_one_round_trip_on_postgresql():
+    from django.test.utils import CaptureQueriesContext
+
+    row = outbox_row()
+    table = OutboxMessage._meta.db_table
+    update = (f"UPDATE {table} SET attempts = attempts + %s WHERE id = %s", [2, row.id])  # noqa: S608
+
+    with CaptureQueriesContext(connection) as sent:
+        statements_run([insert_statement([row]), None, update, update])
+
+    assert len(sent) == 1
+    assert OutboxMessage.objects.get(pk=row.pk).attempts == 4  # inserted first, then both
