@@ -7,7 +7,6 @@ class CommonConfig(AppConfig):
 
     def ready(self) -> None:
         from common import schema  # noqa: F401 - registers the Bearer scheme with drf-spectacular
-        from common.db import requests_fresh_connections_trust
         from common.events.metrics import OutboxCollector, QueueCollector
         from common.metrics import scrape_collector_register
         from common.strict_types import install as strict_types_install
@@ -15,4 +14,3 @@ class CommonConfig(AppConfig):
         scrape_collector_register(OutboxCollector())
         scrape_collector_register(QueueCollector())
         strict_types_install()
-        requests_fresh_connections_trust()

@@ -105,37 +105,3 @@ def test_a_connection_a_task_used_a_moment_ago_is_not_health_checked_again(monke
     connection.errors_occurred = True  # a database error (not a constraint's) since
     task()
     assert len(checks) == 3
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_connection_a_request_used_a_moment_ago_is_not_health_checked_again(monkeypatch):
-    from django.core import signals
-
-    from common import db
-
-    db.requests_fresh_connections_trust()  # after Django's, as at start-up (its test client
-    # connects Django's anew after each request)
-    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
-    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)  # kept between requests
-    connection.close()
-    connection.ensure_connection()  # both read at connect
-    checks = []
-    real_is_usable = connection.is_usable
-    monkeypatch.setattr(connection, "is_usable", lambda: checks.append(1) or real_is_usable())
-
-    def request() -> None:
-        # As Django's handler sends them: its close_old_connections runs first.
-        signals.request_started.send(sender=None)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        signals.request_finished.send(sender=None)
-
-    request()  # never proved: checked before its first query
-    assert checks == [1]
-    request()  # the request before used it without error a moment ago
-    assert checks == [1]
-
-    raw, proved_at = connection.eshop_proved
-    connection.eshop_proved = (raw, proved_at - db.FRESH_SECONDS)  # idle since: checked again
-    request()
-    assert checks == [1, 1]
