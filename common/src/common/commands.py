@@ -155,8 +155,6 @@ def _command_publish(
     return True
 
 
-# What a Celery (protocol 2) message says in its headers, kept when it is dead-lettered
-# so that a replay is the same message again; with the signature and trace headers.
 def _kwargs_shown(kwargs: Mapping[str, Any]) -> str:
     """What monitors show of a command's arguments: their names, and the order id."""
     shown = (
@@ -166,6 +164,8 @@ def _kwargs_shown(kwargs: Mapping[str, Any]) -> str:
     return "{" + ", ".join(shown) + "}"
 
 
+# What a Celery (protocol 2) message says in its headers, kept when it is dead-lettered
+# so that a replay is the same message again; with the signature and trace headers.
 _CELERY_HEADERS = (
     "lang",
     "task",
