@@ -77,20 +77,13 @@ def row_insert(row: models.Model, *, using: str = "default") -> None:
     compiling (``auto_now`` fields set as ``save()`` sets them)."""
     meta = row._meta
     connection = connections[using]
-    quote = connection.ops.quote_name
+    statement, params = insert_statement([row], using=using)
     auto = meta.pk if _auto(meta.pk) else None
-    fields = [field for field in meta.concrete_fields if field is not auto]
-    params = [field.get_db_prep_save(field.pre_save(row, True), connection) for field in fields]
     returning = auto is not None and connection.features.can_return_columns_from_insert
+    if returning:
+        statement += f" RETURNING {connection.ops.quote_name(auto.column)}"
     with connection.cursor() as cursor:
-        # Names from the model's own meta, quoted; values are parameters.
-        cursor.execute(
-            f"INSERT INTO {quote(meta.db_table)} "  # noqa: S608
-            f"({', '.join(quote(field.column) for field in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))})"
-            + (f" RETURNING {quote(auto.column)}" if returning else ""),
-            params,
-        )
+        cursor.execute(statement, params)  # values are parameters
         if auto is not None:
             row.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
     row._state.adding, row._state.db = False, using
