@@ -285,6 +285,57 @@ def test_monitors_see_a_commands_argument_names_and_order_id_not_its_contents(
     )
 
 
+def raw_messages(queue: str, count: int) -> list[Any]:
+    """The next ``count`` messages on ``queue`` as the broker holds them, taken off it."""
+    messages: list[Any] = []
+    deadline = time.monotonic() + 5
+    with Connection(TEST_BROKER_URL, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        while len(messages) < count and time.monotonic() < deadline:
+            message = channel.basic_get(queue, no_ack=True)
+            if message is None:
+                time.sleep(0.02)
+            else:
+                messages.append(message)
+    return messages
+
+
+def test_a_command_is_the_message_celerys_send_task_would_publish(queue, celery_up, settings):
+    """common.commands publishes Celery's message without send_task (its cost); nothing else
+    may differ but the task id and what follows from it."""
+    settings.CHAOS_DUPLICATE_DELIVERY = False
+    kwargs = {"order_id": "o-1", "lines": [{"product_id": 1, "quantity": 2}]}
+    command_publish(task="svc.do", queue=queue, kwargs=kwargs)
+    ours = raw_messages(queue, 1)[0]
+    celery_up.send_task(
+        "svc.do",
+        kwargs=kwargs,
+        queue=queue,
+        headers={
+            name: ours.headers[name]
+            for name in (HEADER_SIGNER, HEADER_SIGNATURE, "traceparent", "tracestate")
+            if name in ours.headers
+        },
+        argsrepr="()",
+        kwargsrepr=ours.headers["kwargsrepr"],
+    )
+    theirs = raw_messages(queue, 1)[0]
+
+    def without_ids(headers: dict[str, Any]) -> dict[str, Any]:
+        return {name: value for name, value in headers.items() if name not in ("id", "root_id")}
+
+    assert without_ids(ours.headers) == without_ids(theirs.headers)
+    assert ours.headers["root_id"] == ours.headers["id"]
+    assert ours.body == theirs.body
+    assert ours.delivery_info["routing_key"] == theirs.delivery_info["routing_key"] == queue
+    assert ours.delivery_info["exchange"] == theirs.delivery_info["exchange"]
+    properties = ("content_type", "content_encoding", "delivery_mode", "priority", "reply_to")
+    assert {name: ours.properties.get(name) for name in properties} == {
+        name: theirs.properties.get(name) for name in properties
+    }
+    assert ours.properties["correlation_id"] == ours.headers["id"]
+
+
 def test_a_command_signed_by_an_allowed_sender_runs_and_knows_who_sent_it(verifying, signing_keys):
     app, done = verifying
     task_id = str(uuid.uuid4())
