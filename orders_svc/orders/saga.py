@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -60,13 +60,20 @@ from django.utils import timezone
 
 from common.commands import BrokerUnreachable, broker_reachable, command_send
 from common.signing import SignatureInvalid, attest, attestation_verify
-from common.sql import columns, row_update, rows_insert, rows_read
+from common.sql import (
+    Statement,
+    columns,
+    insert_statement,
+    rows_read,
+    statements_run,
+    update_statement,
+)
 from common.tracing import trace_context_extract, trace_context_inject, tracer
 from orders.domain import Order
 from orders.errors import ReplyInconsistent
 from orders.models import OrderEventType, OrderStatus, Saga
 from orders.selectors import order_get
-from orders.services import order_append_many
+from orders.services import order_append_prepare, order_append_write
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +121,17 @@ def _ask(saga: Saga, step: str, **kwargs: Any) -> None:
 
 def _progress_save(saga: Saga) -> None:
     """``saga.save(update_fields=_PROGRESS_FIELDS)`` in one plain UPDATE (``common.sql``:
-    every reply pays for it)."""
+    every reply pays for it), with the events the step appended (``_append``): one
+    round trip for the order's events, its read model and the saga."""
     saga.updated_at = timezone.now()
-    row_update(Saga, pk=saga.pk, fields={name: getattr(saga, name) for name in _PROGRESS_FIELDS})
+    update = update_statement(
+        Saga, pk=saga.pk, fields={name: getattr(saga, name) for name in _PROGRESS_FIELDS}
+    )
+    appended = saga.__dict__.pop("_unwritten_appends", [])
+    if appended:
+        order_append_write(order_id=saga.order_id, statements=[*appended, update])
+    else:
+        statements_run([update])
 
 
 def _finish(saga: Saga, outcome: str) -> None:
@@ -128,18 +143,22 @@ def _finish(saga: Saga, outcome: str) -> None:
 
 
 def _append(saga: Saga, order: Order, *events: tuple[str, dict[str, Any]]) -> Order:
-    order = order_append_many(order=order, events=events)
+    """Append the events to the order; written with the saga by ``_progress_save``, which
+    every step ends with."""
+    saga.__dict__.setdefault("_unwritten_appends", []).extend(order_append_prepare(order, events))
     saga.snapshot = order.snapshot()
     return order
 
 
 @transaction.atomic(savepoint=False)
-def saga_place_start(*, order: Order) -> Saga:
+def saga_place_start(*, order: Order, order_writes: Sequence[Statement] = ()) -> Saga:
     """Begin the place saga for a new order: ask catalog to reserve its stock.
 
     Called in the transaction that placed the order, so there is no saga yet:
     one INSERT (a second start for one order breaks the unique constraint, which
-    fails that whole transaction: no savepoint, two statements fewer per order).
+    fails that whole transaction: no savepoint, two statements fewer per order),
+    in one round trip with ``order_writes``, the placed order's unwritten events
+    (``order_append_prepare``).
     """
     saga = Saga(
         order_id=order.id,
@@ -150,7 +169,8 @@ def saga_place_start(*, order: Order) -> Saga:
     )
     lines = [{"product_id": line.product_id, "quantity": line.quantity} for line in order.lines]
     _ask(saga, "stock_reserve", order_id=str(order.id), lines=lines, then=_credit_slip(order))
-    rows_insert([saga])  # the ORM's save(force_insert=True), less its compiling
+    # The ORM's save(force_insert=True), less its compiling, with the order's events.
+    order_append_write(order_id=order.id, statements=[*order_writes, insert_statement([saga])])
     return saga
 
 
@@ -501,4 +521,4 @@ def _deadline_handle(saga: Saga) -> None:
             saga.last_error = f"No reply to {', '.join(saga.pending)} after {saga.attempts} tries."
         for step, command in list(saga.pending.items()):
             _ask(saga, step, **command)
-    saga.save(update_fields=_PROGRESS_FIELDS)
+    _progress_save(saga)

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from opentelemetry import trace
 
 from common.events import event_data_validate, outbox_notify_statement
-from common.sql import row_update, rows_insert
+from common.sql import Statement, insert_statement, statements_run, upsert_statement
 from common.tracing import trace_context_inject
 from orders.domain import Order
 from orders.errors import ConcurrencyConflict, IdempotencyKeyReused, OrderStateConflict
@@ -36,15 +36,25 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
 
 
 def order_append_many(*, order: Order, events: Sequence[tuple[str, dict[str, Any]]]) -> Order:
-    """Append events (type, data) after ``order.version``, in one INSERT; a concurrent
-    append makes this one fail.
+    """Append events (type, data) after ``order.version``, in one round trip with the
+    read model's row; a concurrent append makes this one fail. Runs inside the caller's
+    transaction."""
+    order_append_write(order_id=order.id, statements=order_append_prepare(order, events))
+    return order
 
-    Runs inside the caller's transaction; the read model is projected in the
-    same transaction, so it never shows a state the events do not hold. The
-    events are the outbox rows too (``OUTBOX_MODEL``): their data is checked
+
+def order_append_prepare(
+    order: Order, events: Sequence[tuple[str, dict[str, Any]]]
+) -> list[Statement]:
+    """Apply the events (type, data) to ``order`` after its version, and return the
+    statements that record them, for ``order_append_write``.
+
+    The events are the outbox rows too (``OUTBOX_MODEL``): their data is checked
     against the published contract (``orders.events``) first, and the relay is
-    woken at commit. Several events of one saga step (``order.credit_reserved``
-    then ``order.approved``) cost one INSERT and one read-model UPDATE.
+    woken at commit. The read model's row is written with them, so it never shows
+    a state the events do not hold. Statements, not writes, so that a saga step's
+    events, read model and saga row cost one round trip (issue #16); should their
+    write fail, ``order`` holds events that were not recorded: drop it.
     """
     wire = [(type, json.loads(json.dumps(data, cls=DjangoJSONEncoder))) for type, data in events]
     for type, wire_data in wire:
@@ -63,49 +73,44 @@ def order_append_many(*, order: Order, events: Sequence[tuple[str, dict[str, Any
         )
         for offset, (type, wire_data) in enumerate(wire, start=1)
     ]
+    # bulk_create's statement without its compiling (common.sql); it sets occurred_at.
+    events_insert = insert_statement(rows)
+    for row in rows:
+        order.apply(row.type, row.data, row.version, row.occurred_at)
+    return [events_insert, summary_statement(order=order)]
+
+
+def order_append_write(*, order_id: UUID, statements: Sequence[Statement]) -> None:
+    """Run ``order_append_prepare``'s statements (and any that go with them) in one round
+    trip, with the relay's wake-up; a version already taken is a ``ConcurrencyConflict``."""
     try:
         # No savepoint: a version conflict fails the caller's whole transaction
         # anyway (nothing may be written on a stale order), and the savepoint's
         # two statements are on the saga's hot path.
         with transaction.atomic(savepoint=False):
-            # bulk_create's statement without its compiling, and the relay's wake-up
-            # in the same round trip (common.sql).
-            rows_insert(rows, then=outbox_notify_statement())
+            statements_run([*statements, outbox_notify_statement()])
     except IntegrityError:
-        raise ConcurrencyConflict(
-            f"Order {order.id} moved past version {order.version} meanwhile."
-        ) from None
-    for row in rows:
-        order.apply(row.type, row.data, row.version, row.occurred_at)
-    summary_project(order=order)
-    return order
+        raise ConcurrencyConflict(f"Order {order_id} moved on meanwhile.") from None
 
 
-def summary_project(*, order: Order) -> None:
-    """Write the order's read-model row from its state (idempotent: a replay gives the same row).
-
-    An INSERT for the order's first event, an UPDATE for the others (and an
-    INSERT when a rebuild finds nothing to update): one statement on the
-    saga's hot path instead of the four of ``update_or_create`` (savepoint,
-    locking read, write, release). Appends to one order are serialised by its
-    version check, so the two cannot race.
-    """
-    fields = {
-        "customer_id": order.customer_id,
-        "status": order.status,
-        "total": order.total,
-        "currency": order.currency,
-        "line_count": len(order.lines),
-        "item_count": order.item_count,
-        "rejection_reason": order.rejection_reason,
-        "version": order.version,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at,
-    }
-    # Plain statements (common.sql): the ORM's compiling of this ten-field write cost
-    # more than the write itself, on every step of every saga.
-    if order.version == 1 or not row_update(OrderSummary, pk=order.id, fields=fields):
-        rows_insert([OrderSummary(order_id=order.id, **fields)])
+def summary_statement(*, order: Order) -> Statement:
+    """The order's read-model row from its state, inserted or replaced (an upsert: a
+    replay gives the same row, and one statement does for the first event and the rest)."""
+    return upsert_statement(
+        OrderSummary(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            status=order.status,
+            total=order.total,
+            currency=order.currency,
+            line_count=len(order.lines),
+            item_count=order.item_count,
+            rejection_reason=order.rejection_reason,
+            version=order.version,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+        )
+    )
 
 
 def _fingerprint(lines: Sequence[LineRequest]) -> str:
@@ -139,20 +144,18 @@ def order_place(
                     request_fingerprint=fingerprint,
                     order_id=order.id,
                 )
-            order_append(
-                order=order,
-                type=OrderEventType.PLACED,
-                data={
-                    "customer_id": customer_id,
-                    "currency": settings.CURRENCY,
-                    "lines": [
-                        {"product_id": line.product_id, "quantity": line.quantity} for line in lines
-                    ],
-                },
-            )
+            placed = {
+                "customer_id": customer_id,
+                "currency": settings.CURRENCY,
+                "lines": [
+                    {"product_id": line.product_id, "quantity": line.quantity} for line in lines
+                ],
+            }
             from orders.saga import saga_place_start  # the saga module builds on this one
 
-            saga_place_start(order=order)
+            # The order's event, read model and saga in one round trip.
+            appended = order_append_prepare(order, [(OrderEventType.PLACED, placed)])
+            saga_place_start(order=order, order_writes=appended)
     except IntegrityError:
         existing = _order_for_key(customer_id, idempotency_key, fingerprint)
         if existing is None:
@@ -199,5 +202,6 @@ def read_models_rebuild(*, progress: Callable[[Iterable[Any]], Iterable[Any]] = 
             OrderEvent.objects.order_by("order_id").values_list("order_id", flat=True).distinct()
         )
         for order_id in progress(order_ids):
-            summary_project(order=Order.from_events(order_id, order_events(order_id=order_id)))
+            order = Order.from_events(order_id, order_events(order_id=order_id))
+            statements_run([summary_statement(order=order)])
     return len(order_ids)

@@ -89,10 +89,25 @@ def row_insert(row: models.Model, *, using: str = "default") -> None:
     row._state.adding, row._state.db = False, using
 
 
-def row_update(
+def upsert_statement(row: models.Model, *, using: str = "default") -> Statement:
+    """The INSERT of the row, or, when its primary key is taken, the UPDATE of every
+    other column to the row's values (``ON CONFLICT ... DO UPDATE``: PostgreSQL, and
+    SQLite since 3.24)."""
+    meta = row._meta
+    quote = connections[using].ops.quote_name
+    statement, params = insert_statement([row], using=using)
+    updates = ", ".join(
+        f"{quote(field.column)} = EXCLUDED.{quote(field.column)}"
+        for field in meta.concrete_fields
+        if not field.primary_key
+    )
+    return f"{statement} ON CONFLICT ({quote(meta.pk.column)}) DO UPDATE SET {updates}", params
+
+
+def update_statement(
     model: type[models.Model], *, pk: Any, fields: Mapping[str, Any], using: str = "default"
-) -> int:
-    """UPDATE one row's fields (by name, values as the model holds them); the rows changed."""
+) -> Statement:
+    """The UPDATE of one row's fields (by name, values as the model holds them)."""
     meta = model._meta
     connection = connections[using]
     quote = connection.ops.quote_name
@@ -102,13 +117,19 @@ def row_update(
         columns.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
     params.append(meta.pk.get_db_prep_save(pk, connection))
-    with connection.cursor() as cursor:
-        # Names from the model's own meta, quoted; values are parameters.
-        cursor.execute(
-            f"UPDATE {quote(meta.db_table)} SET {', '.join(columns)} "  # noqa: S608
-            f"WHERE {quote(meta.pk.column)} = %s",
-            params,
-        )
+    return (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(columns)} "  # noqa: S608 - names from the meta
+        f"WHERE {quote(meta.pk.column)} = %s",
+        params,
+    )
+
+
+def row_update(
+    model: type[models.Model], *, pk: Any, fields: Mapping[str, Any], using: str = "default"
+) -> int:
+    """UPDATE one row's fields (by name, values as the model holds them); the rows changed."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(*update_statement(model, pk=pk, fields=fields, using=using))
         return cursor.rowcount
 
 

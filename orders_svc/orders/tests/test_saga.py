@@ -80,14 +80,28 @@ def test_the_happy_path_reserves_stock_then_credit_then_approves(sent):
     assert Saga.objects.get(order_id=order_id).state == Saga.State.DONE
 
 
+def test_placing_writes_the_event_read_model_and_saga_in_one_round_trip(
+    sent, django_assert_num_queries
+):
+    # One round trip, and 2 for the savepoint the test's own transaction turns atomic into.
+    with django_assert_num_queries(3):
+        order_id = place()
+
+    saga = Saga.objects.get(order_id=order_id)
+    assert (saga.state, saga.snapshot["version"]) == (Saga.State.RESERVING_STOCK, 1)
+    assert OrderSummary.objects.get(order_id=order_id).status == OrderStatus.PENDING
+    assert [event.type for event in order_events(order_id=order_id)] == ["order.placed"]
+    assert [task for task, _ in sent] == ["catalog.stock_reserve"]
+
+
 def test_the_saga_keeps_the_order_so_a_reply_reads_no_events(sent, django_assert_num_queries):
     order_id = place()
     saga_reply(order_id=order_id, step="stock_reserve", sender="catalog", ok=True, data=STOCK_OK)
 
-    # Lock the saga, insert both events and notify the relay (one round trip), update the
-    # read model, update the saga: 4, and 2 for the savepoint the test's own transaction
+    # Lock the saga; insert both events, write the read model, update the saga and notify
+    # the relay in one round trip: 2, and 2 for the savepoint the test's own transaction
     # turns atomic into.
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(4):
         saga_reply(
             order_id=order_id, step="credit_reserve", sender="users", ok=True, data=CREDIT_OK
         )

@@ -18,6 +18,7 @@ from common.sql import (
     rows_insert,
     rows_read,
     statements_run,
+    upsert_statement,
 )
 
 pytestmark = pytest.mark.django_db
@@ -89,6 +90,19 @@ def test_update_changes_the_named_fields_of_one_row():
 
 def test_update_of_a_missing_row_changes_nothing():
     assert row_update(OutboxMessage, pk=uuid.uuid4(), fields={"attempts": 3}) == 0
+
+
+def test_an_upsert_inserts_a_new_row_and_replaces_the_columns_of_an_existing_one():
+    row, other = outbox_row(), outbox_row(subject="o-2")
+    statements_run([upsert_statement(row), upsert_statement(other)])
+    assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(row)
+
+    changed = outbox_row(id=row.id, subject="o-9", attempts=7, envelope={"n": [3]})
+    statements_run([upsert_statement(changed)])
+
+    assert OutboxMessage.objects.count() == 2
+    assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(changed)
+    assert fields_of(OutboxMessage.objects.get(pk=other.pk)) == fields_of(other)
 
 
 def test_rows_read_gives_the_instances_the_orm_would():
