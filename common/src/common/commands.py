@@ -40,6 +40,7 @@ from typing import Any
 
 from celery import Celery, Task, current_app
 from celery.exceptions import Reject
+from celery.utils.nodenames import anon_nodename
 from django.conf import settings
 from django.db import transaction
 from kombu import Producer, Queue
@@ -164,16 +165,17 @@ class _Route:
     origin: str
 
 
-_routes: weakref.WeakKeyDictionary[Celery, dict[str, _Route]] = weakref.WeakKeyDictionary()
+_routes: weakref.WeakKeyDictionary[Celery, dict[tuple[str, str], _Route]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _route(app: Celery, *, task: str, queue: str) -> _Route:
-    """The queue's route, worked out once per app as Celery's ``send_task_message`` does."""
+    """The task's route to the queue, worked out once per app as Celery's
+    ``send_task_message`` does (``task_routes`` may route by the task's name)."""
     known = _routes.setdefault(app, {})
-    route = known.get(queue)
+    route = known.get((task, queue))
     if route is None:
-        from celery.utils.nodenames import anon_nodename
-
         options = app.amqp.router.route({"queue": queue}, task, (), {}, None)
         declared: Queue = options["queue"]
         exchange, routing_key = options.get("exchange"), options.get("routing_key")
@@ -182,7 +184,7 @@ def _route(app: Celery, *, task: str, queue: str) -> _Route:
         else:
             exchange = getattr(exchange, "name", exchange) or declared.exchange.name
             routing_key = routing_key or declared.routing_key
-        route = known[queue] = _Route(
+        route = known[task, queue] = _Route(
             exchange=exchange,
             routing_key=routing_key,
             delivery_mode=declared.exchange.delivery_mode or app.conf.task_default_delivery_mode,
@@ -234,7 +236,7 @@ def _task_message_publish(
         # kombu declares a queue once per connection, but binds a copy of it to ask:
         # 15 % of a publish. Asked here the cheap way; a new connection declares again.
         declared = producer.connection.declared_entities
-        declare = [queue for queue in route.declare if hash(queue) not in declared]
+        declare = [entity for entity in route.declare if hash(entity) not in declared]
         producer.publish(
             message.body,
             exchange=route.exchange,
