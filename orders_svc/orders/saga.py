@@ -119,6 +119,10 @@ def _ask(saga: Saga, step: str, **kwargs: Any) -> None:
     command_send(service=service, task=task, **kwargs)
 
 
+# Where a step's appended events wait on the saga object for ``_progress_save`` to write.
+_UNWRITTEN_APPENDS = "_unwritten_appends"
+
+
 def _progress_save(saga: Saga) -> None:
     """``saga.save(update_fields=_PROGRESS_FIELDS)`` in one plain UPDATE (``common.sql``:
     every reply pays for it), with the events the step appended (``_append``): one
@@ -127,7 +131,7 @@ def _progress_save(saga: Saga) -> None:
     update = update_statement(
         Saga, pk=saga.pk, fields={name: getattr(saga, name) for name in _PROGRESS_FIELDS}
     )
-    appended = saga.__dict__.pop("_unwritten_appends", [])
+    appended = saga.__dict__.pop(_UNWRITTEN_APPENDS, [])
     if appended:
         order_append_write(order_id=saga.order_id, statements=[*appended, update])
     else:
@@ -145,7 +149,7 @@ def _finish(saga: Saga, outcome: str) -> None:
 def _append(saga: Saga, order: Order, *events: tuple[str, dict[str, Any]]) -> Order:
     """Append the events to the order; written with the saga by ``_progress_save``, which
     every step ends with."""
-    saga.__dict__.setdefault("_unwritten_appends", []).extend(order_append_prepare(order, events))
+    saga.__dict__.setdefault(_UNWRITTEN_APPENDS, []).extend(order_append_prepare(order, events))
     saga.snapshot = order.snapshot()
     return order
 

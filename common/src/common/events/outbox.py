@@ -125,7 +125,7 @@ def outbox_notify(*, using: str = DEFAULT_DB_ALIAS) -> None:
 
 def outbox_notify_statement(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[str]] | None:
     """``outbox_notify``'s statement and parameters, for a caller that sends it with its own
-    (one round trip: ``common.sql.rows_insert(then=...)``); None where there is none."""
+    (one round trip: ``common.sql.statements_run``); None where there is none."""
     if transaction.get_connection(using).vendor != "postgresql":
         return None
     # Delivered to listeners at commit, dropped on rollback; PostgreSQL folds
