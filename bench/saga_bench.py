@@ -38,7 +38,10 @@ where the milliseconds go. Orders neither approved nor rejected within
    latency, approved/rejected/stuck. It runs last, after a ``--warmup`` s
    warm-up at the lowest rate and the steps, once every saga of those has
    finished (``open_sagas_at_start`` says if the wait ran out): a fixed rate
-   beyond the machine leaves a backlog that would spoil any run after it.
+   beyond the machine leaves a backlog that would spoil any run after it. It
+   runs in ``--fixed-slices`` slices (default 4) of ``--duration`` / slices s,
+   each after every saga before it has finished; the figures are those of all
+   the slices' orders together (CPU summed over them, latencies pooled).
 2. Steps (``--steps``, 2, 5, 10, 20, ... orders/s, ``--step-duration`` s
    each, each one started once every saga before it has finished). A step keeps up
    when 99% of the POSTs were accepted, nothing is stuck, the last order
@@ -81,12 +84,14 @@ commit's own tests/harness.py from the same .venv (its ``common`` first on
 PYTHONPATH, ahead of the editable install of the working tree's). Each side is a
 whole shop of its own (processes, databases, queue prefix, event exchange); both
 are started first, then every phase runs on one side and then the other, never at
-once, the side that goes first alternating from step to step, each after both
-shops are idle. A side stops stepping at its own first step that does not keep
-up. The JSON holds the working tree's figures as without a baseline, the
-baseline's under ``baseline`` and the headline ``baseline_*`` keys beside them;
-``--no-baseline`` runs the working tree alone. The worktree is removed at the
-end, after Ctrl-C too.
+once, the side that goes first alternating from step to step and from one slice
+of the fixed rate to the next (the machine's speed swings by a fifth within
+minutes: a fixed rate in one block per side measured a swing as often as a
+difference), each after both shops are idle. A side stops stepping at its own
+first step that does not keep up. The JSON holds the working tree's figures as
+without a baseline, the baseline's under ``baseline`` and the headline
+``baseline_*`` keys beside them; ``--no-baseline`` runs the working tree alone.
+The worktree is removed at the end, after Ctrl-C too.
 
 ``--setting SERVICE:NAME=VALUE`` tries a Django setting without editing a
 service (a settings module in the temp dir star-imports the service's and
@@ -158,6 +163,7 @@ BASELINE_COMMIT = "5073ee729bebed944bc691f56d6c52289d7d8f56"
 class Settings:
     rate: float
     duration: float
+    fixed_slices: int
     warmup: float
     steps: list[float]
     step_duration: float
@@ -227,6 +233,8 @@ class Side:
     steps: list[dict[str, Any]] = field(default_factory=list)
     steps_stopped: str | None = None
     max_rate: float | None = None
+    fixed_runs: list[Measured] = field(default_factory=list)
+    open_sagas_at_fixed_start: int = 0
     fixed: dict[str, Any] = field(default_factory=dict)
     records: list[Sent] = field(default_factory=list)
 
@@ -1103,7 +1111,20 @@ def commit_floor(database_url: str, commits: int = 200) -> dict[str, Any]:
 # --- phases ------------------------------------------------------------------------
 
 
-def measured_run(
+@dataclass
+class Measured:
+    """What one open-loop run measured, before it is summed up: the fixed rate adds up
+    several of them (``--fixed-slices``)."""
+
+    records: list[Sent]
+    settled: dict[str, tuple[str, float]]
+    cpu: dict[str, float]  # CPU seconds per process group
+    busy: float  # jiffies the machine's cores were busy
+    jiffies: float  # all jiffies of the machine's cores meanwhile
+    elapsed: float  # s
+
+
+def measure(
     shop: Shop,
     db: OrdersDb,
     meter: CpuMeter,
@@ -1112,22 +1133,52 @@ def measured_run(
     duration: float,
     tokens: list[str],
     products: list[int],
-) -> tuple[dict[str, Any], list[Sent]]:
+) -> Measured:
+    """An open-loop run, and every order of it settled (or ``--settle`` s passed)."""
     cpu_before, busy_before, started = meter.snapshot(), machine_busy(), time.monotonic()
     records = open_loop(shop, rate, duration, tokens, products)
     order_ids = [record.order_id for record in records if record.order_id]
     settled = wait_settled(db, order_ids, settings.settle)
     cpu_after, busy_after, elapsed = meter.snapshot(), machine_busy(), time.monotonic() - started
+    return Measured(
+        records=records,
+        settled=settled,
+        cpu=meter.delta(cpu_before, cpu_after),
+        busy=busy_after[0] - busy_before[0],
+        jiffies=busy_after[1] - busy_before[1],
+        elapsed=elapsed,
+    )
+
+
+def summarize_runs(runs: list[Measured], rate: float) -> dict[str, Any]:
+    """One summary of runs of one side at one rate: latencies over all their orders, CPU
+    over all their orders; the drain is the slowest run's, orders settled per second
+    the runs' together over their time from first send to last settle."""
+    records = [record for run in runs for record in run.records]
+    settled = {order_id: outcome for run in runs for order_id, outcome in run.settled.items()}
     summary = summarize_run(records, settled, rate)
-    orders = max(1, len(order_ids))
-    cpu = meter.delta(cpu_before, cpu_after)
+    if len(runs) > 1:
+        parts = [summarize_run(run.records, run.settled, rate) for run in runs]
+        drains = [part["drain_s"] for part in parts]
+        summary["drain_s"] = None if None in drains else max(drains)
+        done = sum(part["approved"] + part["rejected"] for part in parts)
+        spans = [
+            (part["approved"] + part["rejected"]) / part["completed_per_s"]
+            for part in parts
+            if part["completed_per_s"]
+        ]
+        summary["completed_per_s"] = round(done / sum(spans), 1) if spans else None
+        summary["slices"] = len(runs)
+    orders = max(1, sum(1 for record in records if record.order_id))
+    cpu = {label: sum(run.cpu[label] for run in runs) for label in runs[0].cpu}
     summary["cpu_ms_per_order"] = {
         label: round(seconds * 1000 / orders, 2) for label, seconds in cpu.items()
     }
     summary["cpu_ms_per_order_total"] = round(
         sum(v for k, v in summary["cpu_ms_per_order"].items() if k != "rabbitmq"), 2
     )
-    busy, total = busy_after[0] - busy_before[0], busy_after[1] - busy_before[1]
+    busy, total = sum(run.busy for run in runs), sum(run.jiffies for run in runs)
+    elapsed = sum(run.elapsed for run in runs)
     summary["machine_busy"] = round(busy / total, 3) if total else None
     # Cores the shop used and cores everything else on the machine used meanwhile (other
     # people's tests on a shared machine): a run with "others" well above 0 is skewed.
@@ -1142,7 +1193,21 @@ def measured_run(
     # work and other runs' messages would swamp the figure.
     per_order = (shop_seconds - cpu["rabbitmq"]) / orders
     summary["cpu_bound_orders_per_s"] = round(cores / per_order, 1) if per_order else None
-    return summary, records
+    return summary
+
+
+def measured_run(
+    shop: Shop,
+    db: OrdersDb,
+    meter: CpuMeter,
+    settings: Settings,
+    rate: float,
+    duration: float,
+    tokens: list[str],
+    products: list[int],
+) -> tuple[dict[str, Any], list[Sent]]:
+    run = measure(shop, db, meter, settings, rate, duration, tokens, products)
+    return summarize_runs([run], rate), run.records
 
 
 def keeps_up(step: dict[str, Any], settings: Settings) -> tuple[bool, str]:
@@ -1317,24 +1382,25 @@ def run_step(side: Side, sides: list[Side], settings: Settings, rate: float) -> 
         side.max_rate = rate
 
 
-def run_fixed(side: Side, sides: list[Side], settings: Settings) -> None:
+def run_fixed_slice(side: Side, sides: list[Side], settings: Settings, index: int) -> None:
+    """One of the fixed rate's ``--fixed-slices`` runs of this side (``side.fixed_runs``)."""
     shop, db, meter = side.running()
     backlog = db.wait_idle(settings.settle)
     wait_all_idle(sides, settings.settle)
-    print(
-        f"[{side.name}] fixed rate: {settings.duration:.0f} s at {settings.rate:.0f}/s", flush=True
+    seconds = settings.duration / settings.fixed_slices
+    part = f" (slice {index + 1} of {settings.fixed_slices})" if settings.fixed_slices > 1 else ""
+    print(f"[{side.name}] fixed rate: {seconds:.0f} s at {settings.rate:.0f}/s{part}", flush=True)
+    side.fixed_runs.append(
+        measure(shop, db, meter, settings, settings.rate, seconds, side.tokens, side.products)
     )
-    side.fixed, side.records = measured_run(
-        shop,
-        db,
-        meter,
-        settings,
-        settings.rate,
-        settings.duration,
-        side.tokens,
-        side.products,
-    )
-    side.fixed["open_sagas_at_start"] = backlog
+    side.open_sagas_at_fixed_start += backlog
+
+
+def fixed_summed(side: Side, settings: Settings) -> None:
+    """The fixed rate's figures from its slices (``side.fixed``, ``side.records``)."""
+    side.fixed = summarize_runs(side.fixed_runs, settings.rate)
+    side.fixed["open_sagas_at_start"] = side.open_sagas_at_fixed_start
+    side.records = [record for run in side.fixed_runs for record in run.records]
 
 
 def side_results(side: Side, settings: Settings, kombu: dict[str, Any]) -> dict[str, Any]:
@@ -1535,8 +1601,13 @@ def bench(settings: Settings, sides: list[Side], commits: dict[str, Any]) -> dic
             for side in in_turn(stepping, round_index):
                 run_step(side, sides, settings, rate)
 
-        for side in in_turn(sides, len(settings.steps)):
-            run_fixed(side, sides, settings)
+        # In slices, the side that goes first alternating: this machine's speed swings by
+        # a fifth within minutes, and one block per side put a swing between them.
+        for index in range(settings.fixed_slices):
+            for side in in_turn(sides, len(settings.steps) + index):
+                run_fixed_slice(side, sides, settings, index)
+        for side in sides:
+            fixed_summed(side, settings)
         for side in sides:
             orders_url = side.running()[0].orders.env["DATABASE_URL"]
             side.commits["after"] = commit_floor(orders_url)
@@ -1565,6 +1636,13 @@ def parse_args() -> Settings:
     )
     parser.add_argument("--rate", type=float, default=20.0, help="orders/s of the fixed-rate run")
     parser.add_argument("--duration", type=float, default=20.0, help="s of the fixed-rate run")
+    parser.add_argument(
+        "--fixed-slices",
+        type=int,
+        default=4,
+        help="the fixed-rate run in this many slices, the sides taking turns (their figures "
+        "summed up)",
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="s of warm-up before it")
     parser.add_argument(
         "--steps",
@@ -1637,6 +1715,7 @@ def parse_args() -> Settings:
     return Settings(
         rate=args.rate,
         duration=args.duration,
+        fixed_slices=max(1, args.fixed_slices),
         warmup=args.warmup,
         steps=[float(value) for value in args.steps.split(",") if value.strip()],
         step_duration=args.step_duration,

@@ -144,3 +144,37 @@ def test_the_side_that_goes_first_alternates_round_by_round():
     orders = [saga_bench.in_turn([working, baseline], index) for index in range(3)]
 
     assert orders == [[working, baseline], [baseline, working], [working, baseline]]
+
+
+def _slice(start: float, orders: int, latency: float, cpu: dict[str, float]) -> Any:
+    """A fixed-rate slice: ``orders`` sent 0.1 s apart from ``start``, each approved
+    ``latency`` s after it was sent."""
+    records, settled = [], {}
+    for n in range(orders):
+        sent = start + n / 10
+        order_id = f"{start}-{n}"
+        records.append(saga_bench.Sent(planned=sent, sent=sent, answered=sent, order_id=order_id))
+        settled[order_id] = ("order.approved", sent + latency)
+    return saga_bench.Measured(
+        records=records, settled=settled, cpu=cpu, busy=50.0, jiffies=100.0, elapsed=5.0
+    )
+
+
+def test_the_fixed_rate_slices_add_up_to_one_run():
+    idle = {"orders web": 0.0, "rabbitmq": 0.0}
+    fast = _slice(1000.0, 10, 0.02, {**idle, "orders web": 0.1, "rabbitmq": 9.0})
+    slow = _slice(2000.0, 30, 0.06, {**idle, "orders web": 0.5, "rabbitmq": 9.0})
+
+    summary = saga_bench.summarize_runs([fast, slow], rate=10.0)
+
+    # CPU over all 40 orders, not an average of the two slices' figures (10 and 16.7 ms).
+    assert summary["cpu_ms_per_order"]["orders web"] == 15.0
+    assert summary["cpu_ms_per_order_total"] == 15.0  # RabbitMQ is shown, not counted
+    assert summary["approved"] == 40
+    assert summary["p50_ms"] == 60.0
+    assert summary["p99_ms"] == 60.0
+    assert summary["drain_s"] == 0.06  # the slower slice's
+    # 40 orders over the two slices' own spans (0.92 s and 2.96 s), not the 1,000 s between.
+    assert summary["completed_per_s"] == round(40 / (0.92 + 2.96), 1)
+    assert summary["slices"] == 2
+    assert summary["shop_cores"] == round((0.6 + 18.0) / 10.0, 2)
