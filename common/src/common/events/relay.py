@@ -70,6 +70,19 @@ logger = logging.getLogger(__name__)
 _DATABASE_ERRORS = (DatabaseError, psycopg2.Error)
 
 
+# Sent with the claim, in one round trip, for its transaction only:
+# - Losing the marks in a database crash only means publishing the rows again
+#   (consumers are idempotent), so the commit need not wait for its WAL flush.
+# - No bitmap scan. Marking a row leaves its entry in the index of unpublished rows
+#   until VACUUM; a plain index scan flags such entries dead as it passes them, so the
+#   next claim skips them, while a bitmap scan (the plan PostgreSQL picks for a table
+#   not analyzed yet) flags nothing and rereads every row published since the last
+#   VACUUM. Measured (issue #16): with autovacuum off, 14,000 events in, a claim took
+#   1.3 ms and 292 buffers, 2 ms of PostgreSQL's CPU an order at 20/s and growing with
+#   the table; with the index scan, flat over 6,000 claims.
+CLAIM_SETTINGS = "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_bitmapscan TO OFF; "
+
+
 class PublishFailed(Exception):
     """The broker could not be reached or did not confirm a message; rows wait."""
 
@@ -259,11 +272,8 @@ class OutboxRelay:
             pending = rows_of.filter(published_at__isnull=True).select_for_update(skip_locked=True)
             return list(pending.order_by(*self.model.outbox_ordering)[: self.batch_size])
         with connections[self.using].cursor() as cursor:
-            # Losing these marks in a database crash only means publishing the
-            # rows again (consumers are idempotent), so the commit need not
-            # wait for its WAL flush. Sent with the claim: one round trip.
             cursor.execute(
-                "SET LOCAL synchronous_commit TO OFF; " + self._claim_sql(),
+                CLAIM_SETTINGS + self._claim_sql(),
                 [timezone.now(), self.batch_size],
             )
             # common.sql, not a RawQuerySet: that was a quarter of the relay's CPU.
