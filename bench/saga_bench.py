@@ -1383,11 +1383,12 @@ def run_step(side: Side, sides: list[Side], settings: Settings, rate: float) -> 
         side.max_rate = rate
 
 
-# Unmeasured orders before each slice of the fixed rate, so that a slice starts warm. A
-# side that sat idle while the other ran reopens its database connections older than
-# CONN_MAX_AGE (60 s) on their next use, all at once (a shop opens about 20 a minute;
-# a new connection and its first queries cost about 10 ms of CPU): with cold slices the
-# working tree's PostgreSQL figure went from 4 to 8-9 ms an order (runs 8 and 9).
+# Unmeasured orders before each slice of the fixed rate, so that a slice starts warm, as
+# the one block did after the steps: a side that sat idle while the other ran reopens its
+# database connections older than CONN_MAX_AGE (60 s) on their next use, all at once (a
+# shop opens about 20 a minute; a new connection and its first queries cost about 10 ms
+# of CPU). Measured: it did not bring the working tree's PostgreSQL figure back from
+# 8-9 to the 4 ms an order of the one-block run before it (bench/README.md).
 SLICE_WARMUP_S = 1.5
 
 
