@@ -87,8 +87,8 @@ whole shop of its own (processes, databases, queue prefix, event exchange); both
 are started first, then every phase runs on one side and then the other, never at
 once, the side that goes first alternating from step to step and from one slice
 of the fixed rate to the next (the machine's speed swings by a fifth within
-minutes: a fixed rate in one block per side measured a swing as often as a
-difference), each after both shops are idle. A side stops stepping at its own
+minutes: with one block per side, a swing between the blocks counted as a
+difference between the sides), each after both shops are idle. A side stops stepping at its own
 first step that does not keep up. The JSON holds the working tree's figures as
 without a baseline, the baseline's under ``baseline`` and the headline
 ``baseline_*`` keys beside them; ``--no-baseline`` runs the working tree alone.
@@ -1197,20 +1197,6 @@ def summarize_runs(runs: list[Measured], rate: float) -> dict[str, Any]:
     return summary
 
 
-def measured_run(
-    shop: Shop,
-    db: OrdersDb,
-    meter: CpuMeter,
-    settings: Settings,
-    rate: float,
-    duration: float,
-    tokens: list[str],
-    products: list[int],
-) -> tuple[dict[str, Any], list[Sent]]:
-    run = measure(shop, db, meter, settings, rate, duration, tokens, products)
-    return summarize_runs([run], rate), run.records
-
-
 def keeps_up(step: dict[str, Any], settings: Settings) -> tuple[bool, str]:
     if step["errors"] > 0.01 * step["sent"]:
         return False, f"{step['errors']} POSTs failed ({step['error_sample']})"
@@ -1360,16 +1346,10 @@ def run_step(side: Side, sides: list[Side], settings: Settings, rate: float) -> 
         print(f"  [{side.name}] {side.steps_stopped}: no more steps")
         return
     print(f"[{side.name}] step: {settings.step_duration:.0f} s at {rate:.0f}/s", flush=True)
-    step, _ = measured_run(
-        shop,
-        db,
-        meter,
-        settings,
-        rate,
-        settings.step_duration,
-        side.tokens,
-        side.products,
+    run = measure(
+        shop, db, meter, settings, rate, settings.step_duration, side.tokens, side.products
     )
+    step = summarize_runs([run], rate)
     ok, why = keeps_up(step, settings)
     step["keeps_up"], step["why_not"] = ok, why
     side.steps.append(step)

@@ -424,7 +424,7 @@ def test_the_claim_reads_the_unpublished_rows_by_index_scan_not_every_published_
         cursor.execute(CLAIM_SETTINGS)
         cursor.execute("EXPLAIN (FORMAT JSON) " + claim, [now, 100])
         nodes = _plan_nodes(cursor.fetchone()[0][0]["Plan"])
-        transaction.set_rollback(True)  # an EXPLAIN without ANALYZE marks nothing; to be sure
+        transaction.set_rollback(True)  # so that the SET LOCALs end here
 
     assert "Index Scan" in nodes
     assert not [node for node in nodes if node.startswith("Bitmap")]
