@@ -1162,7 +1162,7 @@ def summarize_runs(runs: list[Measured], rate: float) -> dict[str, Any]:
         parts = [summarize_run(run.records, run.settled, rate) for run in runs]
         drains = [part["drain_s"] for part in parts]
         summary["drain_s"] = None if None in drains else max(drains)
-        done = sum(part["approved"] + part["rejected"] for part in parts)
+        done = summary["approved"] + summary["rejected"]
         spans = [
             (part["approved"] + part["rejected"]) / part["completed_per_s"]
             for part in parts
