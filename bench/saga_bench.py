@@ -100,9 +100,14 @@ assigns it), ``--env`` an environment variable, ``--worker-pool`` and
 ``--worker-concurrency`` the Celery pool: e.g. ``--setting
 all:CELERY_DB_REUSE_MAX=100000`` keeps workers' database connections.
 
-Results go to bench/results/saga.json and a table on stdout. Needs PostgreSQL
-and RabbitMQ on loopback, like `make test`. Other work on the machine skews
-every figure: ``loadavg_at_start`` is recorded for that reason.
+Both sides' databases are on a private PostgreSQL server the bench starts
+(tests/servers.py, with PostgreSQL's default settings: WAL flushed at commit,
+autovacuum on) and deletes afterwards; ``--postgres-url`` names another (its
+settings are recorded under ``machine.postgres``). Needs PostgreSQL's programs
+(``postgresql``) and RabbitMQ on loopback.
+
+Results go to bench/results/saga.json and a table on stdout. Other work on the
+machine skews every figure: ``loadavg_at_start`` is recorded for that reason.
 """
 
 from __future__ import annotations
@@ -144,6 +149,7 @@ BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO))
 
 from tests.harness import BROKER_URL, RunningService, ServiceLauncher, free_port  # noqa: E402
+from tests.servers import PrivatePostgres  # noqa: E402
 
 DEFAULT_OUTPUT = BENCH / "results" / "saga.json"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -183,6 +189,7 @@ class Settings:
     keep_workdir: bool
     output: Path
     baseline: str | None  # a commit, or None: the working tree alone
+    postgres_url: str | None  # an existing server, or None: a private one
 
 
 @dataclass
@@ -278,6 +285,13 @@ def _cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+def of_databases(title: str, database_names: Collection[str]) -> bool:
+    """Whether a PostgreSQL process title is that of a backend ("postgres: <user> <db>
+    127.0.0.1(port) idle") or an autovacuum worker ("postgres: autovacuum worker <db>")
+    of one of these databases."""
+    return any(f" {name} " in f"{title} " for name in database_names)
+
+
 class CpuMeter:
     """CPU seconds per labelled group: process groups, this run's PostgreSQL backends, RabbitMQ.
 
@@ -313,8 +327,7 @@ class CpuMeter:
                 except OSError:
                     continue
                 if comm == "postgres":
-                    title = _cmdline(pid)
-                    if any(f" {db} " in title for db in self.database_names):
+                    if of_databases(_cmdline(pid), self.database_names):
                         found["postgres", pid] = _seconds(fields)
                 elif comm == "beam.smp":
                     found["rabbitmq", pid] = _seconds(fields)
@@ -1210,7 +1223,33 @@ def keeps_up(step: dict[str, Any], settings: Settings) -> tuple[bool, str]:
     return True, ""
 
 
-def machine_info() -> dict[str, Any]:
+# What of the PostgreSQL server's settings changes the figures (recorded with them).
+POSTGRES_SETTINGS = (
+    "server_version",
+    "autovacuum",
+    "fsync",
+    "synchronous_commit",
+    "full_page_writes",
+    "shared_buffers",
+    "max_connections",
+)
+
+
+def postgres_info(url: str, *, private: bool) -> dict[str, Any]:
+    connection = psycopg2.connect(url.rstrip("/") + "/postgres", connect_timeout=5)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+                [list(POSTGRES_SETTINGS)],
+            )
+            found = dict(cursor.fetchall())
+    finally:
+        connection.close()
+    return {"private": private, **{name: found.get(name) for name in POSTGRES_SETTINGS}}
+
+
+def machine_info(settings: Settings) -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.MULTILINE)
     return {
@@ -1220,6 +1259,9 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         # Other work on the machine skews every figure: check it was quiet.
         "loadavg_at_start": [round(value, 2) for value in os.getloadavg()],
+        "postgres": postgres_info(
+            os.environ["TEST_POSTGRES_URL"], private=settings.postgres_url is None
+        ),
     }
 
 
@@ -1564,7 +1606,7 @@ def print_side_by_side(results: dict[str, Any]) -> None:
 
 def bench(settings: Settings, sides: list[Side], commits: dict[str, Any]) -> dict[str, Any]:
     """``sides``: the working tree's first, then the baseline's if any."""
-    machine = machine_info()
+    machine = machine_info(settings)
     print("kombu floor on an idle shop (before anything starts)...", flush=True)
     kombu = kombu_floor(sides[0].launcher.queue_prefix, settings.kombu_messages)
     print(f"  p50 {kombu['p50_ms']} ms, p99 {kombu['p99_ms']} ms", flush=True)
@@ -1691,6 +1733,12 @@ def parse_args() -> Settings:
     baseline.add_argument(
         "--no-baseline", action="store_true", help="the working tree alone, no side by side"
     )
+    parser.add_argument(
+        "--postgres-url",
+        metavar="URL",
+        help="run on this PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432) instead "
+        "of a private one with PostgreSQL's default settings",
+    )
     args = parser.parse_args()
 
     def per_service(items: list[str], option: str) -> dict[str, dict[str, str]]:
@@ -1727,6 +1775,7 @@ def parse_args() -> Settings:
         keep_workdir=args.keep_workdir,
         output=args.output,
         baseline=None if args.no_baseline else args.baseline,
+        postgres_url=args.postgres_url,
     )
 
 
@@ -1806,6 +1855,25 @@ def load_harness(root: Path) -> ModuleType:
     return module
 
 
+@contextlib.contextmanager
+def postgres_server(url: str | None, workdir: Path) -> Iterator[str]:
+    """The URL both sides' harnesses start their databases on (``TEST_POSTGRES_URL``):
+    ``url`` (``--postgres-url``), or a private server with PostgreSQL's default settings (WAL
+    flushed at commit, autovacuum on), stopped and deleted afterwards. A shared
+    machine's server may be set up otherwise (this one's CI server runs without
+    autovacuum, where tables that only grow made every later figure dearer)."""
+    if url is not None:
+        yield url
+        return
+    workdir.chmod(0o711)  # PostgreSQL's own user walks through it to its folder
+    server = PrivatePostgres(workdir / "postgres", durable=True)
+    try:
+        server.start()
+        yield server.url
+    finally:
+        server.close()
+
+
 def baseline_side(root: Path, workdir: Path) -> Side:
     harness = load_harness(root)
     return Side(
@@ -1830,8 +1898,15 @@ def main() -> int:
     try:
         with contextlib.ExitStack() as cleanup:
             commits: dict[str, Any] = {"working_tree": working_tree_info(), "baseline": None}
+            os.environ["TEST_POSTGRES_URL"] = cleanup.enter_context(
+                postgres_server(settings.postgres_url, workdir)
+            )
             (workdir / "working").mkdir()
-            sides.append(Side(name="working tree", launcher=ServiceLauncher(workdir / "working")))
+            # Loaded now, like the baseline's, so that it starts on that server.
+            harness = load_harness(REPO)
+            sides.append(
+                Side(name="working tree", launcher=harness.ServiceLauncher(workdir / "working"))
+            )
             if settings.baseline is not None:
                 commits["baseline"] = commit_info(settings.baseline)
                 root = cleanup.enter_context(

@@ -11,8 +11,9 @@ in a session of its own, on free loopback ports, and writes only under its folde
 - PostgreSQL (``postgresql``): ``initdb`` (trust auth for ``postgres``) and
   ``postgres`` from the newest ``/usr/lib/postgresql/<version>/bin`` (or the folder
   of an ``initdb`` on PATH, or ``TEST_POSTGRES_BIN``), its socket in its folder, no
-  fsync (tests only). As root it runs as the ``postgres`` system user the package
-  creates: PostgreSQL refuses to run as root;
+  fsync (tests only; ``durable=True`` keeps PostgreSQL's defaults, for benchmarks). As
+  root it runs as the ``postgres`` system user the package creates: PostgreSQL refuses
+  to run as root;
 - RabbitMQ (``rabbitmq-server``): its own node name, ports, config, Erlang cookie
   (in ``HOME``) and epmd, no plugins;
 - Redis (``redis-server``): no persistence.
@@ -235,8 +236,11 @@ class PrivatePostgres(Server):
     name = "PostgreSQL"
     stop_signal = signal.SIGQUIT  # immediate shutdown: its data is thrown away anyway
 
-    def __init__(self, workdir: Path, *, max_connections: int = 300) -> None:
+    def __init__(self, workdir: Path, *, max_connections: int = 300, durable: bool = False) -> None:
         super().__init__(workdir)
+        # Tests throw the data away, so nothing need reach the disk; a benchmark wants
+        # PostgreSQL's own defaults (WAL flushed at commit, autovacuum), as deployed.
+        self.durable = durable
         self.bin = postgres_bin()
         self.user = postgres_os_user()
         self.port = free_port()
@@ -286,12 +290,11 @@ class PrivatePostgres(Server):
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.workdir),
             "max_connections": str(self.max_connections),
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
             "dynamic_shared_memory_type": "mmap",  # in the data folder, gone with it
             "logging_collector": "off",
         }
+        if not self.durable:
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         command = [str(self.bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for key, value in settings.items():
             command += ["-c", f"{key}={value}"]

@@ -8,8 +8,10 @@ A whole run (two shops) takes minutes; it is `make bench-saga`'s, not a test's.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -178,3 +180,40 @@ def test_the_fixed_rate_slices_add_up_to_one_run():
     assert summary["completed_per_s"] == round(40 / (0.92 + 2.96), 1)
     assert summary["slices"] == 2
     assert summary["shop_cores"] == round((0.6 + 18.0) / 10.0, 2)
+
+
+def test_a_private_postgres_server_has_postgresql_s_defaults_and_goes_away_afterwards():
+    # Where the bench makes its folder: pytest's tmp_path is closed to PostgreSQL's own user.
+    workdir = Path(tempfile.mkdtemp(prefix="saga-bench-test-"))
+    try:
+        with saga_bench.postgres_server(None, workdir) as url:
+            info = saga_bench.postgres_info(url, private=True)
+            folder = workdir / "postgres"
+            assert folder.is_dir()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    assert info["private"] is True
+    # What the machine's CI server turns off, and what tests' private servers skip.
+    assert info["autovacuum"] == "on"
+    assert info["fsync"] == "on"
+    assert info["synchronous_commit"] == "on"
+    assert info["full_page_writes"] == "on"
+    assert not folder.exists()
+    with pytest.raises(saga_bench.psycopg2.OperationalError):
+        saga_bench.postgres_info(url, private=True)
+
+
+def test_an_existing_postgres_server_is_used_as_given(tmp_path):
+    with saga_bench.postgres_server("postgres://someone@127.0.0.1:1", tmp_path) as url:
+        assert url == "postgres://someone@127.0.0.1:1"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cpu_of_backends_and_autovacuum_workers_of_the_run_s_databases_is_counted():
+    names = ["it_orders_1a2b", "it_users_3c4d"]
+
+    assert saga_bench.of_databases("postgres: postgres it_orders_1a2b 127.0.0.1(5512) idle", names)
+    assert saga_bench.of_databases("postgres: autovacuum worker it_users_3c4d", names)
+    assert saga_bench.of_databases("postgres: autovacuum worker it_users_3c4d   ", names)
+    assert not saga_bench.of_databases("postgres: postgres it_orders_1a2bX ::1(1) idle", names)
+    assert not saga_bench.of_databases("postgres: walwriter ", names)
