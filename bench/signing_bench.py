@@ -32,9 +32,9 @@ from celery.security.serialization import SecureSerializer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.x509.oid import NameOID
 from kombu.utils import json as kombu_json
+from nacl.signing import SigningKey
 
 from common.signing import (
     command_payload,
@@ -120,8 +120,8 @@ def main() -> None:
     options = parser.parse_args()
     run = {"count": options.count, "rounds": options.rounds}
 
-    ours = Ed25519PrivateKey.generate()
-    public = ours.public_key()
+    ours = SigningKey.generate()
+    public = ours.verify_key
     command = {"task": "catalog.stock_reserve", "task_id": TASK_ID, "args": (), "kwargs": COMMAND}
     headers = signature_headers(
         signer="orders", payload=command_payload(**command, signer="orders"), private_key=ours
