@@ -72,9 +72,12 @@ def rows_insert(
         statements_run([insert_statement(rows, using=using), then], using=using)
 
 
-def row_insert(row: models.Model, *, using: str = "default") -> None:
+def row_insert(
+    row: models.Model, *, using: str = "default", after: Sequence[Statement] = ()
+) -> None:
     """INSERT one row and set its auto id on it: ``save(force_insert=True)``, less the
-    compiling (``auto_now`` fields set as ``save()`` sets them)."""
+    compiling (``auto_now`` fields set as ``save()`` sets them). ``after``: statements
+    run first, in the same round trip on PostgreSQL (``statements_run``)."""
     meta = row._meta
     connection = connections[using]
     statement, params = insert_statement([row], using=using)
@@ -82,6 +85,12 @@ def row_insert(row: models.Model, *, using: str = "default") -> None:
     returning = auto is not None and connection.features.can_return_columns_from_insert
     if returning:
         statement += f" RETURNING {connection.ops.quote_name(auto.column)}"
+    if after and connection.vendor == "postgresql":
+        # The cursor holds the last statement's result: the INSERT's id.
+        statement = "; ".join([*(sql for sql, _ in after), statement])
+        params = [*(value for _, values in after for value in values), *params]
+    elif after:
+        statements_run(after, using=using)
     with connection.cursor() as cursor:
         cursor.execute(statement, params)  # values are parameters
         if auto is not None:

@@ -155,6 +155,38 @@ def test_insert_sends_a_statement_after_it_in_the_same_round_trip():
     assert OutboxMessage.objects.get(pk=earlier.pk).attempts == 5
 
 
+def test_insert_of_one_row_after_statements_sets_its_auto_id_in_one_round_trip():
+    from django.test.utils import CaptureQueriesContext
+
+    earlier = InboxMessage(consumer="q", message_id=uuid.uuid4(), type="order.placed")
+    row_insert(earlier)
+    table = InboxMessage._meta.db_table
+    retyped = (f"UPDATE {table} SET type = %s WHERE id = %s", ["order.rejected", earlier.pk])  # noqa: S608
+    row = InboxMessage(consumer="q", message_id=uuid.uuid4(), type="order.approved")
+
+    with CaptureQueriesContext(connection) as sent:
+        row_insert(row, after=[retyped])
+
+    assert len(sent) == 1
+    assert row.pk is not None
+    assert row.pk != earlier.pk
+    assert fields_of(InboxMessage.objects.get(pk=row.pk)) == fields_of(row)
+    assert InboxMessage.objects.get(pk=earlier.pk).type == "order.rejected"
+
+
+def test_a_failing_insert_after_statements_undoes_them_with_its_transaction():
+    earlier = InboxMessage(consumer="q", message_id=uuid.uuid4(), type="order.placed")
+    row_insert(earlier)
+    table = InboxMessage._meta.db_table
+    retyped = (f"UPDATE {table} SET type = %s WHERE id = %s", ["order.rejected", earlier.pk])  # noqa: S608
+    again = InboxMessage(consumer="q", message_id=earlier.message_id, type="order.placed")
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        row_insert(again, after=[retyped])
+
+    assert InboxMessage.objects.get(pk=earlier.pk).type == "order.placed"
+
+
 def test_statements_run_in_order_in_one_round_trip_on_postgresql():
     from django.test.utils import CaptureQueriesContext
 
