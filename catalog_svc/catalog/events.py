@@ -1,7 +1,7 @@
 """The events catalog consumes, checked against what catalog relies on of them.
 
-``order.approved``, ``order.cancelled`` and ``order.rejected`` come from orders
-(``contracts/events``); catalog's part of their contract, in the versions it
+``order.cancelled`` and ``order.rejected`` come from orders (``contracts/events``);
+catalog's part of their contract, in the versions it
 accepts, is ``contracts/consumers/catalog/`` (the order id, and the lines' product
 ids and quantities). Orders' tests check it against what orders produces.
 """

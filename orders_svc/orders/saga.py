@@ -18,13 +18,15 @@ a restart loses nothing. Each (state, step, outcome) has its handler
 (``REPLY_HANDLERS``).
 
 The saga ends with the order's decision: ``order.approved`` once credit is
-held, ``order.rejected`` on a refusal or a timeout. The participants finish on
-those events (their consumers, in the transaction that records the event in
-their inbox): catalog commits or releases the held stock, users captures or
-releases the credit. No commit, capture or release command and no reply for
-them: the event is already published and consumed exactly once (outbox and
-inbox), so the commands would only repeat it. A release that comes before its
-late reserve leaves a marker that makes the reserve a no-op.
+held, ``order.rejected`` on a refusal or a timeout. Each participant's reserve
+is final (catalog's stock is taken off the shelf, users' credit spent), so
+``order.approved`` asks nothing of them; ``order.rejected`` is the compensation,
+consumed by each (in the transaction that records the event in its inbox):
+catalog puts the stock back, users gives the credit back. No commit, capture or
+release command and no reply for them: the event is already published and
+consumed exactly once (outbox and inbox), so the commands would only repeat it.
+A release that comes before its late reserve leaves a marker that makes the
+reserve a no-op.
 
 ``saga_deadlines_check`` (run by ``manage.py saga_watchdog``) resends a
 command whose reply is late (commands are idempotent), and after

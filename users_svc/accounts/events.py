@@ -1,7 +1,7 @@
 """The events users consumes, checked against what users relies on of them.
 
-``order.approved``, ``order.cancelled`` and ``order.rejected`` come from orders
-(``contracts/events``); users' part of their contract, in the versions it
+``order.cancelled`` and ``order.rejected`` come from orders (``contracts/events``);
+users' part of their contract, in the versions it
 accepts, is ``contracts/consumers/users/`` (the order id, and whose order it is).
 Orders' tests check it against what orders produces.
 """

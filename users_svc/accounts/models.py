@@ -51,7 +51,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
-    # Approved orders, counted from order.approved events (choreography).
+    # Orders whose credit was reserved, less those rejected or cancelled since (the
+    # reserve counts one; order.rejected and order.cancelled take it back).
     order_count = models.PositiveIntegerField(default=0)
 
     objects = UserManager()

@@ -62,14 +62,11 @@ def insert_statement(rows: Sequence[models.Model], *, using: str = "default") ->
     )
 
 
-def rows_insert(
-    rows: Sequence[models.Model], *, using: str = "default", then: Statement | None = None
-) -> None:
+def rows_insert(rows: Sequence[models.Model], *, using: str = "default") -> None:
     """INSERT the rows (of one model) in one statement, without reading their ids back
-    (an auto id stays unset on them); ``then`` runs after it, in the same round trip on
-    PostgreSQL (``statements_run``)."""
+    (an auto id stays unset on them)."""
     if rows:
-        statements_run([insert_statement(rows, using=using), then], using=using)
+        statements_run([insert_statement(rows, using=using)], using=using)
 
 
 def row_insert(

@@ -144,17 +144,6 @@ def test_insert_of_one_row_with_its_own_key():
     assert fields_of(OutboxMessage.objects.get(pk=row.pk)) == fields_of(row)
 
 
-def test_insert_sends_a_statement_after_it_in_the_same_round_trip():
-    earlier, row = outbox_row(), outbox_row()
-    rows_insert([earlier])
-    table = OutboxMessage._meta.db_table
-
-    rows_insert([row], then=(f"UPDATE {table} SET attempts = %s WHERE id = %s", [5, earlier.id]))  # noqa: S608
-
-    assert OutboxMessage.objects.get(pk=row.pk).attempts == 0
-    assert OutboxMessage.objects.get(pk=earlier.pk).attempts == 5
-
-
 def test_insert_of_one_row_after_statements_sets_its_auto_id_in_one_round_trip():
     from django.test.utils import CaptureQueriesContext
 
