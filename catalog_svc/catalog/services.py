@@ -25,7 +25,7 @@ from catalog.models import (
     StockReservationLine,
 )
 from catalog.selectors import reservation_get
-from common.sql import insert_statement, row_insert, statements_run
+from common.sql import insert_statement, prepared, row_insert, statements_run
 
 logger = logging.getLogger(__name__)
 
@@ -248,13 +248,14 @@ def _shelves_locked(product_ids: list[int]) -> dict[int, _Shelf]:
     places = Product._meta.get_field("price").decimal_places
     with connection.cursor() as cursor:
         # Table names from the models' own meta; values are parameters.
-        cursor.execute(
+        read = prepared(
+            cursor,
             f"SELECT s.product_id, s.on_hand - s.reserved, p.price, p.active "  # noqa: S608
             f"FROM {stock_table} s JOIN {product_table} p ON p.id = s.product_id "
             f"WHERE s.product_id IN ({', '.join(['%s'] * len(product_ids))}) "
             f"ORDER BY s.product_id{lock}",
-            product_ids,
         )
+        cursor.execute(read, product_ids)
         return {
             # SQLite hands back a decimal column as a float: the price as written.
             product_id: _Shelf(

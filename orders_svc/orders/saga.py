@@ -66,6 +66,7 @@ from common.sql import (
     Statement,
     columns,
     insert_statement,
+    prepared,
     rows_read,
     statements_run,
     update_statement,
@@ -217,10 +218,13 @@ def _locked(order_id: UUID) -> Saga | None:
     meta = Saga._meta
     with connection.cursor() as cursor:
         # Names from the model's own meta; values are parameters.
-        cursor.execute(
+        read = prepared(
+            cursor,
             f"SELECT {columns(Saga)} FROM {meta.db_table} "  # noqa: S608
             "WHERE order_id = %s AND state <> %s ORDER BY started_at LIMIT 1" + lock,
-            [meta.get_field("order_id").get_db_prep_value(order_id, connection), State.DONE],
+        )
+        cursor.execute(
+            read, [meta.get_field("order_id").get_db_prep_value(order_id, connection), State.DONE]
         )
         sagas = rows_read(Saga, cursor)
     return sagas[0] if sagas else None

@@ -22,7 +22,7 @@ from accounts.errors import (
 )
 from accounts.models import Address, CreditAccount, CreditReservation, User, normalize_email
 from accounts.selectors import credit_reservation_get
-from common.sql import row_insert
+from common.sql import prepared, row_insert
 
 logger = logging.getLogger(__name__)
 
@@ -141,11 +141,12 @@ def _reserve(order_id: UUID, customer_id: int, amount: Decimal) -> CreditReserva
     lock = " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
     with connection.cursor() as cursor:
         # Table names from the models' own meta; values are parameters.
-        cursor.execute(
+        read = prepared(
+            cursor,
             f"SELECT a.credit_limit - a.reserved, u.is_active FROM {account_table} a "  # noqa: S608
             f"JOIN {user_table} u ON u.id = a.user_id WHERE a.user_id = %s{lock}",
-            [customer_id],
         )
+        cursor.execute(read, [customer_id])
         account = cursor.fetchone()
         if account is None:
             return _refuse(order_id, None, amount, "customer_not_found")

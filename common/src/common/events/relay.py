@@ -61,7 +61,7 @@ from common.events.broker import (
 from common.events.models import OutboxRecord
 from common.events.outbox import notify_channel, outbox_model
 from common.signing import event_sign
-from common.sql import columns, rows_read
+from common.sql import columns, prepared, rows_read
 from common.tracing import trace_context_extract, trace_context_inject, tracer
 
 logger = logging.getLogger(__name__)
@@ -273,7 +273,7 @@ class OutboxRelay:
             return list(pending.order_by(*self.model.outbox_ordering)[: self.batch_size])
         with connections[self.using].cursor() as cursor:
             cursor.execute(
-                CLAIM_SETTINGS + self._claim_sql(),
+                CLAIM_SETTINGS + prepared(cursor, self._claim_sql()),
                 [timezone.now(), self.batch_size],
             )
             # common.sql, not a RawQuerySet: that was a quarter of the relay's CPU.

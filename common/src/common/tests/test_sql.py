@@ -13,6 +13,7 @@ from common.events.models import InboxMessage, OutboxMessage
 from common.sql import (
     columns,
     insert_statement,
+    prepared,
     row_insert,
     row_update,
     rows_insert,
@@ -188,3 +189,73 @@ def test_statements_run_in_order_in_one_round_trip_on_postgresql():
 
     assert len(sent) == 1
     assert OutboxMessage.objects.get(pk=row.pk).attempts == 4  # inserted first, then both
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'eshop_%%'")
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+def test_a_prepared_statement_reads_what_the_plain_one_reads_and_is_prepared_once():
+    rows = [outbox_row(attempts=3), outbox_row(attempts=5, subject="o-%")]
+    rows_insert(rows)
+    table = OutboxMessage._meta.db_table
+    sql = (
+        f"SELECT subject, attempts FROM {table} "  # noqa: S608
+        "WHERE attempts >= %s AND subject LIKE 'o-%%' ORDER BY attempts"
+    )
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [4])
+        plain = cursor.fetchall()
+        first = prepared(cursor, sql)
+        cursor.execute(first, [4])
+        once = cursor.fetchall()
+        second = prepared(cursor, sql)
+        cursor.execute(second, [1])
+        again = cursor.fetchall()
+
+    assert plain == once == [("o-%", 5)]
+    assert again == [("o-1", 3), ("o-%", 5)]
+    assert first == second
+    assert first.startswith("EXECUTE eshop_")
+    assert first.endswith("(%s)")
+    name = first.removeprefix("EXECUTE ").split("(")[0]
+    assert [text for text in _prepared_statements() if "subject LIKE" in text] == [
+        f"PREPARE {name} AS SELECT subject, attempts FROM {table} "  # noqa: S608
+        "WHERE attempts >= $1 AND subject LIKE 'o-%' ORDER BY attempts"
+    ]
+
+
+def test_a_prepared_statement_outlives_a_rolled_back_transaction():
+    table = OutboxMessage._meta.db_table
+    sql = f"SELECT count(*) FROM {table} WHERE attempts = %s"  # noqa: S608
+
+    def prepare_then_fail() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(prepared(cursor, sql), [0])
+            raise ZeroDivisionError  # the transaction rolls back after the PREPARE
+
+    with pytest.raises(ZeroDivisionError):
+        prepare_then_fail()
+
+    with connection.cursor() as cursor:
+        cursor.execute(prepared(cursor, sql), [0])  # known, not prepared a second time
+        assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_prepares_its_statements_again():
+    table = OutboxMessage._meta.db_table
+    sql = f"SELECT count(*) FROM {table} WHERE attempts = %s AND subject = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(prepared(cursor, sql), [0, "x"])
+
+    connection.close()  # the next cursor opens a new connection
+
+    with connection.cursor() as cursor:
+        assert _prepared_statements() == []
+        cursor.execute(prepared(cursor, sql), [0, "x"])
+        assert cursor.fetchone() == (0,)
+    assert any("attempts = $1 AND subject = $2" in text for text in _prepared_statements())
