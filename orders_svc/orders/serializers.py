@@ -11,9 +11,13 @@ from rest_framework import serializers
 from orders.domain import Order
 from orders.models import OrderSummary, Saga
 
+# Catalog's product ids are bigint: a larger one can name no product, and would only
+# fail catalog's reserve (an overflow, resent until the saga timed out).
+PRODUCT_ID_MAX = 2**63 - 1
+
 
 class LineInSerializer(serializers.Serializer):
-    product_id = serializers.IntegerField(min_value=1)
+    product_id = serializers.IntegerField(min_value=1, max_value=PRODUCT_ID_MAX)
     quantity = serializers.IntegerField(min_value=1, max_value=1000)
 
 

@@ -86,6 +86,7 @@ def test_an_idempotency_key_returns_the_same_order(as_customer):
         {},
         {"lines": []},
         {"lines": [{"product_id": 0, "quantity": 1}]},
+        {"lines": [{"product_id": 2**63, "quantity": 1}]},
         {"lines": [{"product_id": 1, "quantity": 0}]},
         {"lines": [{"product_id": 1, "quantity": 1}, {"product_id": 1, "quantity": 2}]},
     ],
