@@ -1,6 +1,7 @@
 """Views that fail on purpose, to check how every kind of error is answered."""
 
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.http import Http404
 from django.urls import path
 from rest_framework import exceptions, serializers
@@ -89,7 +90,18 @@ def internal(request):
     return Response({"caller": request.user.id})
 
 
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def database_answer(request):
+    """A request that asks the database, on the request's own connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 40 + 2")
+        (answer,) = cursor.fetchone()
+    return Response({"answer": answer})
+
+
 urlpatterns = [
+    path("t/database/", database_answer),
     path("t/whoami/", whoami),
     path("internal/t/", internal),
     path("t/domain/", domain_error),
