@@ -221,7 +221,8 @@ def test_orders_placed_while_the_broker_is_down_all_complete_once_it_is_back(
     price = Decimal(before["price"])
     assert {Decimal(credit(shop, headers)) for headers in buyers} == {Decimal("1000.00") - price}
     assert product(shop, 6)["stock_available"] == before["stock_available"] - 5
-    # Events too: the relay publishes what was appended meanwhile, and catalog counts it.
+    # Events too: the relay's sweep publishes what was appended meanwhile (its writer
+    # could not), and catalog counts it.
     assert wait_until(lambda: product(shop, 6)["sold"] == before["sold"] + 5, timeout=30)
 
 

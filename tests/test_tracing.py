@@ -183,8 +183,9 @@ EXPECTED = [
     ("users-worker", "run/users.credit_reserve", CONSUMER),
     ("users-worker", "orders.saga_reply send", PRODUCER),
     ("orders-worker", "run/orders.saga_reply", CONSUMER),
-    ("orders-relay", "order.placed publish", PRODUCER),
-    ("orders-relay", "order.rejected publish", PRODUCER),
+    # Published once their transaction commits, by the process that recorded them.
+    ("orders", "order.placed publish", PRODUCER),
+    ("orders-worker", "order.rejected publish", PRODUCER),
     ("catalog-consumer", "order.rejected process", CONSUMER),
     ("users-consumer", "order.rejected process", CONSUMER),
 ]
@@ -272,17 +273,25 @@ def test_one_order_is_one_trace_across_every_process(traced_shop):
     answer = child(credit_run, "users-worker", "orders.saga_reply send")
     reply_run = child(answer, "orders-worker", "run/orders.saga_reply")
     assert reply_run.attributes["order.id"] == order_id
-    assert not [s for s in spans if s.service == "orders-worker" and s.kind == PRODUCER]
+    # No command from orders' worker: its PRODUCER spans are the events of the reply.
+    worker_sends = [s for s in spans if s.service == "orders-worker" and s.kind == PRODUCER]
+    assert sorted(s.name for s in worker_sends) == [
+        "order.credit_refused publish",
+        "order.rejected publish",
+        "order.stock_reserved publish",
+    ]
 
-    # Events: the relay publishes each in a PRODUCER span under the span that recorded it.
-    placed = child(served, "orders-relay", "order.placed publish")
+    # Events: published by the process that recorded them once it committed (the relay
+    # only sweeps what that missed), each in a PRODUCER span under the span that
+    # recorded it.
+    placed = child(served, "orders", "order.placed publish")
     assert placed.kind == PRODUCER
     assert placed.attributes["event.subject"] == order_id
-    rejected = one("orders-relay", "order.rejected publish")
+    rejected = one("orders-worker", "order.rejected publish")
     assert parent(rejected).service == "orders-worker"  # the last reply decided it
     assert parent(rejected).attributes["order.id"] == order_id
     # Each consumer handles it (gives back what the order took) in a CONSUMER span: a
-    # child of the envelope's context, linked to the relay's PRODUCER span.
+    # child of the envelope's context, linked to the PRODUCER span that published it.
     for consumer in ("catalog-consumer", "users-consumer"):
         handled = child(parent(rejected), consumer, "order.rejected process")
         assert handled.kind == CONSUMER

@@ -49,6 +49,7 @@ class OrderEvent(OutboxRecord):
 
     outbox_ordering = ("id",)
     outbox_time_field = "occurred_at"
+    outbox_key = "event_id"  # the id is the database's, not known until the insert
 
     # No index of its own: the unique (order_id, version) index serves every lookup by
     # order, and one index fewer is one insertion fewer per event and per relay mark.

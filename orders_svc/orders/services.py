@@ -15,7 +15,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from opentelemetry import trace
 
-from common.events import event_data_validate, outbox_notify_statement
+from common.events import (
+    event_data_validate,
+    outbox_notify_statement,
+    outbox_publish_on_commit,
+)
 from common.sql import Statement, insert_statement, statements_run, upsert_statement
 from common.tracing import trace_context_inject
 from orders.domain import Order
@@ -38,8 +42,9 @@ def order_append(*, order: Order, type: str, data: dict[str, Any]) -> Order:
 def order_append_many(*, order: Order, events: Sequence[tuple[str, dict[str, Any]]]) -> Order:
     """Append events (type, data) after ``order.version``, in one round trip with the
     read model's row; a concurrent append makes this one fail. Runs inside the caller's
-    transaction."""
-    order_append_write(order_id=order.id, statements=order_append_prepare(order, events))
+    transaction, or one of its own."""
+    with transaction.atomic(savepoint=False):  # so that they are published at its commit
+        order_append_write(order_id=order.id, statements=order_append_prepare(order, events))
     return order
 
 
@@ -50,9 +55,10 @@ def order_append_prepare(
     statements that record them, for ``order_append_write``.
 
     The events are the outbox rows too (``OUTBOX_MODEL``): their data is checked
-    against the published contract (``orders.events``) first, and the relay is
-    woken at commit. The read model's row is written with them, so it never shows
-    a state the events do not hold. Statements, not writes, so that a saga step's
+    against the published contract (``orders.events``) first, and they are
+    published at commit (``common.events.publish_on_commit``; or the relay is
+    woken). The read model's row is written with them, so it never shows a state
+    the events do not hold. Statements, not writes, so that a saga step's
     events, read model and saga row cost one round trip (issue #16); should their
     write fail, ``order`` holds events that were not recorded: drop it.
     """
@@ -77,6 +83,10 @@ def order_append_prepare(
     events_insert = insert_statement(rows)
     for row in rows:
         order.apply(row.type, row.data, row.version, row.occurred_at)
+    # Published by this process once the caller's transaction, which writes them
+    # (order_append_write), commits: before the commands its saga sends then, and never
+    # after a rollback. What it cannot publish, the relay's sweep does.
+    outbox_publish_on_commit(rows)
     return [events_insert, summary_statement(order=order)]
 
 

@@ -166,6 +166,11 @@ def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
         "EVENT_RECONNECT_MAX_SECONDS": env.float("EVENT_RECONNECT_MAX_SECONDS", default=10.0),
         "OUTBOX_POLL_SECONDS": env.float("OUTBOX_POLL_SECONDS", default=1.0 if postgres else 0.1),
         "OUTBOX_BATCH_SIZE": env.int("OUTBOX_BATCH_SIZE", default=100),
+        # The process that records events publishes them once its transaction commits;
+        # the relay sweeps what it could not, rows older than OUTBOX_SWEEP_AFTER_SECONDS
+        # (common.events.publish_on_commit). Off: the relay publishes everything.
+        "OUTBOX_PUBLISH_ON_COMMIT": env.bool("OUTBOX_PUBLISH_ON_COMMIT", default=True),
+        "OUTBOX_SWEEP_AFTER_SECONDS": env.float("OUTBOX_SWEEP_AFTER_SECONDS", default=5.0),
         # The table the relay publishes from: the shared outbox, or a service's
         # own event store (a model extending common.events.models.OutboxRecord).
         "OUTBOX_MODEL": "common.OutboxMessage",
@@ -178,6 +183,11 @@ def events_config(*, env: environ.Env, database_engine: str) -> dict[str, Any]:
     for name in ("OUTBOX_POLL_SECONDS", "EVENT_RECONNECT_MAX_SECONDS"):
         if config[name] <= 0:
             raise ImproperlyConfigured(f"{name} must be positive (got {config[name]}).")
+    if config["OUTBOX_SWEEP_AFTER_SECONDS"] < 0:
+        raise ImproperlyConfigured(
+            f"OUTBOX_SWEEP_AFTER_SECONDS must not be negative "
+            f"(got {config['OUTBOX_SWEEP_AFTER_SECONDS']})."
+        )
     return config
 
 

@@ -12,6 +12,7 @@ from kombu import Connection, Exchange, Queue
 
 from common.events import InvalidEventData, event_parse
 from common.events.broker import events_exchange
+from common.events.publish_on_commit import publish_on_commit_reset
 from common.events.relay import OutboxRelay
 from common.testing.tracing import traceparent_of
 from common.tracing import tracer
@@ -48,17 +49,32 @@ def _drain(connection: Connection, queue: Queue) -> list:
     return messages
 
 
+@pytest.fixture(params=["on commit", "by the relay"])
+def publishing(request, settings):
+    """Who publishes: each writer once it commits (the default), or the relay alone."""
+    settings.OUTBOX_PUBLISH_ON_COMMIT = request.param == "on commit"
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 0  # the relay may take any row left unpublished
+    publish_on_commit_reset()
+    yield request.param
+    publish_on_commit_reset()
+
+
+def relay_pending() -> int:
+    relay = OutboxRelay()
+    try:
+        return relay.relay_pending()
+    finally:
+        relay.close()
+
+
 @pytest.mark.django_db(transaction=True)
-def test_the_relay_publishes_order_events_from_the_event_store_in_order(observed, settings):
+def test_order_events_are_published_from_the_event_store_in_order(observed, settings, publishing):
     order, _ = order_place(customer_id="42", lines=[LineRequest(1, 2), LineRequest(7, 1)])
     approve(order_get(order_id=order.id))
 
-    relay = OutboxRelay()
-    try:
-        assert relay.relay_pending() == 4
-        assert relay.relay_pending() == 0  # marked: never published twice
-    finally:
-        relay.close()
+    # Published at each commit, or by the relay; never twice (marked).
+    assert relay_pending() == (0 if publishing == "on commit" else 4)
+    assert relay_pending() == 0
 
     messages = observed()
     events = [event_parse(message.body) for message in messages]
@@ -88,14 +104,10 @@ def test_the_relay_publishes_order_events_from_the_event_store_in_order(observed
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_event_carries_the_trace_of_the_request_that_appended_it(observed, spans):
+def test_an_event_carries_the_trace_of_the_request_that_appended_it(observed, spans, publishing):
     with tracer.start_as_current_span("request"):
         order_place(customer_id="42", lines=[LineRequest(1, 1)])
-    relay = OutboxRelay()
-    try:
-        relay.relay_pending()
-    finally:
-        relay.close()
+    relay_pending()
 
     (message,) = observed()
     request, published = spans.named("request"), spans.named("order.placed publish")

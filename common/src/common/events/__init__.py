@@ -38,6 +38,7 @@ from common.events.outbox import (
     outbox_notify,
     outbox_notify_statement,
 )
+from common.events.publish_on_commit import outbox_publish_on_commit
 
 __all__ = [
     "Event",
@@ -53,6 +54,7 @@ __all__ = [
     "event_record",
     "outbox_notify",
     "outbox_notify_statement",
+    "outbox_publish_on_commit",
     "register_event_type",
     "registered_event_types",
     "registered_event_versions",

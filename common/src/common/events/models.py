@@ -28,11 +28,15 @@ class OutboxRecord(models.Model):
     ``attempts`` and ``last_error``. Give subclasses a partial index on the
     ordering fields where ``published_at`` is null: that is all the relay reads.
     ``outbox_time_field`` names the column that says when a row was written
-    (the outbox lag on ``/metrics`` is the age of the oldest unpublished row).
+    (the outbox lag on ``/metrics`` is the age of the oldest unpublished row; the
+    relay's sweep takes rows by it). ``outbox_key`` names a unique field known before
+    the row is written, by which rows published on commit are marked
+    (``common.events.publish_on_commit``).
     """
 
     outbox_ordering: ClassVar[tuple[str, ...]] = ("pk",)
     outbox_time_field: ClassVar[str] = "created_at"
+    outbox_key: ClassVar[str] = "pk"
 
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0, help_text="failed publish attempts")

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from common.events.envelope import Event, event_data_validate, event_dataschema
 from common.events.models import OutboxMessage, OutboxRecord
+from common.events.publish_on_commit import outbox_publish_on_commit
 from common.tracing import trace_context_inject
 
 _SUBJECT_MAX_LENGTH = OutboxMessage._meta.get_field("subject").max_length
@@ -68,8 +69,10 @@ def event_record(
 
     ``data`` is validated in its wire form (Decimals, UUIDs and datetimes
     become strings first), so the producer checks exactly what consumers will
-    receive. On PostgreSQL a ``NOTIFY`` in the same transaction wakes the
-    relay the moment the transaction commits, and never for a rollback.
+    receive. Once the transaction commits this process publishes it
+    (``OUTBOX_PUBLISH_ON_COMMIT``, ``common.events.publish_on_commit``), or else,
+    on PostgreSQL, a ``NOTIFY`` in the same transaction wakes the relay the
+    moment the transaction commits; never for a rollback.
     """
     connection = transaction.get_connection(using)
     if not connection.in_atomic_block:
@@ -100,14 +103,15 @@ def event_record(
         trace=trace_context_inject(),
         dataschema=event_dataschema(type),
     )
-    OutboxMessage.objects.using(using).create(
+    row = OutboxMessage.objects.using(using).create(
         id=event.id,
         type=event.type,
         subject=event.subject,
         envelope=event.to_dict(),
         created_at=created_at,
     )
-    outbox_notify(using=using)
+    if not outbox_publish_on_commit([row], using=using):
+        outbox_notify(using=using)
     return event
 
 
@@ -126,8 +130,11 @@ def outbox_notify(*, using: str = DEFAULT_DB_ALIAS) -> None:
 def outbox_notify_statement(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[str]] | None:
     """``outbox_notify``'s statement and parameters, for a caller that sends it with its own
     (one round trip: ``common.sql.statements_run``); None where there is none."""
-    if transaction.get_connection(using).vendor != "postgresql":
-        return None
+    if (
+        settings.OUTBOX_PUBLISH_ON_COMMIT
+        or transaction.get_connection(using).vendor != "postgresql"
+    ):
+        return None  # publishing on commit: the relay only sweeps, and polls for that
     # Delivered to listeners at commit, dropped on rollback; PostgreSQL folds
     # repeated identical notifications of one transaction.
     return "SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)]

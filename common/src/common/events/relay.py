@@ -11,14 +11,19 @@ Guarantees, and how:
 - In order of creation. Rows go out oldest first (``created_at``, which
   ``event_record`` keeps strictly increasing per process); a batch stops at
   the first row that fails, so a later row never overtakes an earlier one.
+  With ``OUTBOX_PUBLISH_ON_COMMIT`` (the default) each writer publishes its own
+  rows once it commits (``common.events.publish_on_commit``) and the relay only
+  sweeps rows older than ``OUTBOX_SWEEP_AFTER_SECONDS``, those a writer could not
+  publish: such a row goes out after rows written later.
 - No double publishing at once. A batch is locked with ``FOR UPDATE SKIP
   LOCKED`` (SQLite: the write lock of its IMMEDIATE
   transactions), so a second relay of the service takes other rows. Two
   relays keep order within a batch only; run one per service for strict order
   and a second one as a standby if you like.
-- Prompt. On PostgreSQL ``event_record`` NOTIFYs ``outbox_<service>`` and the
-  relay LISTENs, so a commit wakes it at once; ``OUTBOX_POLL_SECONDS`` is the
-  fallback (and the only mechanism on SQLite).
+- Prompt. Without publishing on commit, on PostgreSQL ``event_record`` NOTIFYs
+  ``outbox_<service>`` and the relay LISTENs, so a commit wakes it at once;
+  ``OUTBOX_POLL_SECONDS`` is the fallback (and the only mechanism on SQLite, and
+  for the sweep).
 - Signed. Each body is signed with the service's key (``common.signing``, the
   ``x-signer`` and ``x-signature`` headers); consumers act only on events their
   allowed producer signed, and dead-letter the rest.
@@ -36,6 +41,7 @@ import logging
 import os
 import select
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg2
@@ -149,8 +155,10 @@ class OutboxRelay:
         poll_seconds: float | None = None,
         using: str = DEFAULT_DB_ALIAS,
         model: type[OutboxRecord] | None = None,
+        publish_timeout: float = PUBLISH_TIMEOUT_SECONDS,
     ) -> None:
         self.model = model or outbox_model()
+        self.publish_timeout = publish_timeout
         # Chaos testing: every event published twice, to show consumers shrug it off.
         self.copies = 2 if settings.CHAOS_DUPLICATE_DELIVERY else 1
         self.broker_url = broker_url or settings.CELERY_BROKER_URL
@@ -166,7 +174,7 @@ class OutboxRelay:
         self._wake_r, self._wake_w = os.pipe()
         self._connection: Connection | None = None
         self._producer: Producer | None = None
-        self._claim: str | None = None
+        self._claims: dict[bool, str] = {}
 
     # --- broker ---------------------------------------------------------------
 
@@ -235,15 +243,39 @@ class OutboxRelay:
                     type=envelope["type"],
                     app_id=envelope.get("source", ""),
                     headers=headers,
-                    timeout=PUBLISH_TIMEOUT_SECONDS,
-                    confirm_timeout=PUBLISH_TIMEOUT_SECONDS,
+                    timeout=self.publish_timeout,
+                    confirm_timeout=self.publish_timeout,
                 )
+
+    def rows_publish(self, rows: list[OutboxRecord]) -> tuple[list[OutboxRecord], Exception | None]:
+        """Publish rows in order until one fails: (the rows published, the failure or None).
+
+        For ``common.events.publish_on_commit``, which marks them itself; after a
+        failure the connection is dropped, as ``relay_once`` does.
+        """
+        published: list[OutboxRecord] = []
+        try:
+            producer = self._producer_ready()
+            for row in rows:
+                self._publish(producer, row)
+                published.append(row)
+        except Exception as exc:
+            self._broker_reset()
+            return published, exc
+        return published, None
 
     # --- one batch --------------------------------------------------------------
 
-    def _claim_sql(self) -> str:
-        """PostgreSQL: lock, mark and read a batch of unpublished rows in one statement."""
-        if self._claim is None:
+    def _sweep_cutoff(self) -> datetime | None:
+        """With publishing on commit, rows written after this are their writer's to publish."""
+        if not settings.OUTBOX_PUBLISH_ON_COMMIT:
+            return None
+        return timezone.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER_SECONDS)
+
+    def _claim_sql(self, *, sweep: bool) -> str:
+        """PostgreSQL: lock, mark and read a batch of unpublished rows in one statement
+        (``sweep``: only rows written before a cutoff)."""
+        if sweep not in self._claims:
             meta = self.model._meta
             quote = connections[self.using].ops.quote_name
             table, pk = quote(meta.db_table), quote(meta.pk.column)
@@ -251,14 +283,16 @@ class OutboxRelay:
                 quote(meta.pk.column if name == "pk" else meta.get_field(name).column)
                 for name in self.model.outbox_ordering
             )
+            written = quote(meta.get_field(self.model.outbox_time_field).column)
+            older = f"AND {written} < %s " if sweep else ""
             # Names from the model's own meta, quoted; values are parameters.
-            self._claim = (
+            self._claims[sweep] = (
                 f"UPDATE {table} SET published_at = %s WHERE {pk} IN ("  # noqa: S608
-                f"SELECT {pk} FROM {table} WHERE published_at IS NULL "
+                f"SELECT {pk} FROM {table} WHERE published_at IS NULL {older}"
                 f"ORDER BY {order} LIMIT %s FOR UPDATE SKIP LOCKED) "
                 f"RETURNING {columns(self.model, using=self.using)}"
             )
-        return self._claim
+        return self._claims[sweep]
 
     def _claimed_batch(self, rows_of: Any, *, postgres: bool) -> list[OutboxRecord]:
         """The oldest unpublished rows, locked for this transaction (and, on PostgreSQL, marked).
@@ -268,19 +302,26 @@ class OutboxRelay:
         statements, and this is one instead of a read and a write. Rows that
         fail to go out are unmarked again before the commit.
         """
+        cutoff = self._sweep_cutoff()
         if not postgres:
-            pending = rows_of.filter(published_at__isnull=True).select_for_update(skip_locked=True)
+            pending = self._pending(rows_of, cutoff).select_for_update(skip_locked=True)
             return list(pending.order_by(*self.model.outbox_ordering)[: self.batch_size])
         with connections[self.using].cursor() as cursor:
             cursor.execute(
-                CLAIM_SETTINGS + prepared(cursor, self._claim_sql()),
-                [timezone.now(), self.batch_size],
+                CLAIM_SETTINGS + prepared(cursor, self._claim_sql(sweep=cutoff is not None)),
+                [timezone.now(), *([cutoff] if cutoff is not None else []), self.batch_size],
             )
             # common.sql, not a RawQuerySet: that was a quarter of the relay's CPU.
             rows = rows_read(self.model, cursor, using=self.using)
         ordering = self.model.outbox_ordering  # RETURNING keeps no order
         rows.sort(key=lambda row: tuple(getattr(row, name) for name in ordering))
         return rows
+
+    def _pending(self, rows_of: Any, cutoff: datetime | None) -> Any:
+        pending = rows_of.filter(published_at__isnull=True)
+        if cutoff is not None:
+            pending = pending.filter(**{f"{self.model.outbox_time_field}__lt": cutoff})
+        return pending
 
     def relay_once(self) -> int:
         """Publish the oldest unpublished rows (one batch); return how many were published.
@@ -290,7 +331,7 @@ class OutboxRelay:
         """
         rows_of = self.model._default_manager.using(self.using)
         postgres = connections[self.using].vendor == "postgresql"
-        if not postgres and not rows_of.filter(published_at__isnull=True).exists():
+        if not postgres and not self._pending(rows_of, self._sweep_cutoff()).exists():
             # A plain read first: on SQLite every transaction takes the write
             # lock, and an idle relay polling ten times a second should not.
             return 0
@@ -361,12 +402,18 @@ class OutboxRelay:
         connection = connections[self.using]
         listener = (
             _PostgresListener(using=self.using, channel=notify_channel(settings.SERVICE_NAME))
-            if connection.vendor == "postgresql"
+            if connection.vendor == "postgresql" and not settings.OUTBOX_PUBLISH_ON_COMMIT
             else None
         )
         logger.info(
             "outbox relay started (%s, poll %.2fs, batch %d)",
-            "LISTEN/NOTIFY" if listener else "polling",
+            "LISTEN/NOTIFY"
+            if listener
+            else (
+                f"sweeping rows older than {settings.OUTBOX_SWEEP_AFTER_SECONDS:g}s"
+                if settings.OUTBOX_PUBLISH_ON_COMMIT
+                else "polling"
+            ),
             self.poll_seconds,
             self.batch_size,
         )

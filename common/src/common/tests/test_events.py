@@ -45,7 +45,8 @@ from common.events.consumer import EventConsumer, Outcome, topic_matches
 from common.events.dlq import DeadLetterQueue
 from common.events.envelope import event_schema_uri
 from common.events.models import InboxMessage, OutboxMessage
-from common.events.outbox import outbox_model
+from common.events.outbox import outbox_model, outbox_notify_statement
+from common.events.publish_on_commit import publish_on_commit_reset
 from common.events.relay import CLAIM_SETTINGS, OutboxRelay, PublishFailed
 from common.filesystem_broker import transport_for
 from common.settings import broker_config
@@ -403,7 +404,8 @@ def _plan_nodes(plan: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.django_db
-def test_the_claim_reads_the_unpublished_rows_by_index_scan_not_every_published_one():
+@pytest.mark.parametrize("sweep", [False, True], ids=["every row", "the sweep's"])
+def test_the_claim_reads_the_unpublished_rows_by_index_scan_not_every_published_one(sweep):
     # A table never analyzed (a fresh deployment, or autovacuum off) where 3,000 rows
     # were published and 1 was not: the published ones are still in the index of
     # unpublished rows (until VACUUM). A bitmap scan would reread every one of them; an
@@ -417,12 +419,12 @@ def test_the_claim_reads_the_unpublished_rows_by_index_scan_not_every_published_
     )
     OutboxMessage.objects.exclude(pk=rows[-1].pk).update(published_at=now)
     relay = OutboxRelay()
-    claim = relay._claim_sql()
+    claim = relay._claim_sql(sweep=sweep)
     relay.close()
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(CLAIM_SETTINGS)
-        cursor.execute("EXPLAIN (FORMAT JSON) " + claim, [now, 100])
+        cursor.execute("EXPLAIN (FORMAT JSON) " + claim, [now, *([now] if sweep else []), 100])
         nodes = _plan_nodes(cursor.fetchone()[0][0]["Plan"])
         transaction.set_rollback(True)  # so that the SET LOCALs end here
 
@@ -508,6 +510,93 @@ def test_a_commit_wakes_the_relay_long_before_its_poll_interval(rabbitmq):
     assert elapsed < 1.0, f"published after {elapsed:.2f}s: NOTIFY did not wake the relay"
     assert OutboxMessage.objects.get(id=event.id).published_at is not None
     assert not thread.is_alive()
+
+
+# --- publishing on commit -------------------------------------------------------------
+
+
+@pytest.fixture
+def on_commit(settings) -> Iterator[None]:
+    """Events published by the process that records them, once it commits."""
+    settings.OUTBOX_PUBLISH_ON_COMMIT = True
+    publish_on_commit_reset()
+    yield
+    publish_on_commit_reset()
+
+
+@pytest.mark.django_db
+def test_a_writer_publishes_its_events_once_it_commits_and_marks_them(
+    broker, on_commit, settings, django_capture_on_commit_callbacks
+):
+    observer = broker.observe()
+    with django_capture_on_commit_callbacks() as waiting:
+        events = [record(subject=f"s-{n}", n=n) for n in range(3)]
+        assert observer.messages(0, timeout=0.2) == []  # nothing before the commit
+    for publish in waiting:
+        publish()  # what the commit runs
+
+    received = observer.messages(3)
+    assert [m.properties["message_id"] for m in received] == [e.id for e in events]
+    assert [json.loads(m.body) for m in received] == [e.to_dict() for e in events]
+    assert {m.properties["delivery_mode"] for m in received} == {2}
+    assert {m.headers["x-signer"] for m in received} == {settings.SERVICE_NAME}
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 0
+    assert relay_all() == 0  # marked: the relay's sweep sends nothing twice
+
+
+@pytest.mark.django_db
+def test_a_rolled_back_transaction_publishes_nothing_on_commit(
+    rabbitmq, on_commit, django_capture_on_commit_callbacks
+):
+    observer = rabbitmq.observe()
+
+    def change_that_fails() -> None:
+        with transaction.atomic():
+            event_record(type="test.ping", subject="s-1", data={"n": 1})
+            raise RuntimeError("the change fails")
+
+    with (
+        django_capture_on_commit_callbacks(execute=True) as waiting,
+        pytest.raises(RuntimeError),
+    ):
+        change_that_fails()
+
+    assert waiting == []
+    assert not OutboxMessage.objects.exists()
+    assert observer.messages(0, timeout=0.2) == []
+
+
+@pytest.mark.django_db
+def test_what_a_writer_could_not_publish_the_relay_sweeps_once_it_is_old_enough(
+    rabbitmq, on_commit, settings, django_capture_on_commit_callbacks, caplog
+):
+    observer = rabbitmq.observe()
+    settings.CELERY_BROKER_URL = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    with django_capture_on_commit_callbacks(execute=True):
+        event = record()  # committed; its publish fails (logged, never raised)
+    assert "publishing on commit failed" in caplog.text
+    assert OutboxMessage.objects.get(id=event.id).published_at is None
+
+    settings.CELERY_BROKER_URL = rabbitmq.url
+    with django_capture_on_commit_callbacks(execute=True):
+        paused = record(subject="s-2")  # the broker failed a moment ago: left to the relay
+    assert OutboxMessage.objects.get(id=paused.id).published_at is None
+
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 3600
+    assert relay_all() == 0  # too young: still its writer's to publish
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 0
+    assert relay_all() == 2
+    received = observer.messages(2)
+    assert [m.properties["message_id"] for m in received] == [event.id, paused.id]
+    assert not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_with_publishing_on_commit_no_notify_goes_with_the_writes(on_commit, settings):
+    assert outbox_notify_statement() is None
+    settings.OUTBOX_PUBLISH_ON_COMMIT = False
+    assert outbox_notify_statement() is not None
 
 
 @pytest.mark.django_db(transaction=True)
