@@ -92,7 +92,8 @@ def order_append_prepare(
 
 def order_append_write(*, order_id: UUID, statements: Sequence[Statement]) -> None:
     """Run ``order_append_prepare``'s statements (and any that go with them) in one round
-    trip, with the relay's wake-up; a version already taken is a ``ConcurrencyConflict``."""
+    trip (with the relay's wake-up when publishing on commit is off); a version already
+    taken is a ``ConcurrencyConflict``."""
     try:
         # No savepoint: a version conflict fails the caller's whole transaction
         # anyway (nothing may be written on a stale order), and the savepoint's

@@ -130,11 +130,10 @@ def outbox_notify(*, using: str = DEFAULT_DB_ALIAS) -> None:
 def outbox_notify_statement(*, using: str = DEFAULT_DB_ALIAS) -> tuple[str, list[str]] | None:
     """``outbox_notify``'s statement and parameters, for a caller that sends it with its own
     (one round trip: ``common.sql.statements_run``); None where there is none."""
-    if (
-        settings.OUTBOX_PUBLISH_ON_COMMIT
-        or transaction.get_connection(using).vendor != "postgresql"
-    ):
-        return None  # publishing on commit: the relay only sweeps, and polls for that
+    if settings.OUTBOX_PUBLISH_ON_COMMIT:
+        return None  # the relay only sweeps, and polls for that
+    if transaction.get_connection(using).vendor != "postgresql":
+        return None
     # Delivered to listeners at commit, dropped on rollback; PostgreSQL folds
     # repeated identical notifications of one transaction.
     return "SELECT pg_notify(%s, '')", [notify_channel(settings.SERVICE_NAME)]
