@@ -25,6 +25,18 @@ _STOCK_SCHEMA = {
 }
 StockChoice = extend_schema_field(_STOCK_SCHEMA)(django_filters.TypedChoiceFilter)
 
+# Empty (``?ordering=``, as an HTML form sends it) means the default order, like every
+# filter here; the schema says so (drf-spectacular's own lists only the fields).
+_ORDERING_FIELDS = ("price", "name", "created_at", "sold")
+_ORDERING_SCHEMA = {  # of one item: drf-spectacular makes it a comma-separated list
+    "type": "string",
+    "enum": sorted({"", *_ORDERING_FIELDS, *(f"-{name}" for name in _ORDERING_FIELDS)}),
+    "description": "Sort by these, comma-separated (`-` first: descending): "
+    + ", ".join(_ORDERING_FIELDS)
+    + "; empty: by name.",
+}
+OrderingChoice = extend_schema_field(_ORDERING_SCHEMA)(django_filters.OrderingFilter)
+
 # One request for many products (the gateway's GraphQL batches its product lookups):
 # as many ids as a page holds, so one page answers all of them.
 MAX_IDS = 100
@@ -70,7 +82,7 @@ class ProductFilter(django_filters.FilterSet):
         max_value=2**63 - 1,  # a product id is a bigint; more would fail in the database
         label=f"Only these product ids (comma-separated, at most {MAX_IDS})",
     )
-    ordering = django_filters.OrderingFilter(
+    ordering = OrderingChoice(
         fields=(
             ("price", "price"),
             ("name", "name"),

@@ -130,6 +130,7 @@ def test_search_matches_name_or_sku_case_insensitively(api_client):
         ("name", ["C", "A", "B"]),
         ("-sold", ["B", "C", "A"]),
         ("created_at", ["A", "B", "C"]),
+        ("", ["C", "A", "B"]),  # empty, as a form sends it: the default order, by name
     ],
 )
 def test_ordering(api_client, ordering, expected):
